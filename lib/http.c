@@ -1,0 +1,292 @@
+#include "http.h"
+#include "util.h"
+
+#include <arpa/inet.h>
+#include <curl/curl.h>
+#include <errno.h>
+#include <microhttpd.h>
+#include <netinet/in.h>
+#include <pthread.h>
+#include <string.h>
+
+struct myce_http_server {
+	struct MHD_Daemon *d;
+	char *token;
+	myce_http_handler handler;
+	void *ctx;
+};
+
+struct conn_state {
+	char *buf;
+	size_t len;
+	bool too_big;
+};
+
+void myce_http_error(struct myce_http_resp *resp, int status, const char *fmt, ...)
+{
+	va_list ap;
+	va_start(ap, fmt);
+	char *msg = xvasprintf(fmt, ap);
+	va_end(ap);
+	if (resp->json)
+		cJSON_Delete(resp->json);
+	resp->json = cJSON_CreateObject();
+	cJSON_AddStringToObject(resp->json, "error", msg);
+	resp->status = status;
+	free(msg);
+}
+
+static enum MHD_Result send_resp(struct MHD_Connection *c, struct myce_http_resp *r)
+{
+	char *body;
+	const char *ctype = r->content_type;
+	if (r->text) {
+		body = steal_pointer(&r->text);
+		if (!ctype)
+			ctype = "text/plain; charset=utf-8";
+	} else {
+		body = r->json ? cJSON_PrintUnformatted(r->json) : xstrdup("{}");
+		if (!body)
+			abort();
+		ctype = "application/json";
+	}
+	size_t n = strlen(body);
+	char *withnl = xrealloc(body, n + 2);
+	withnl[n] = '\n';
+	withnl[n + 1] = '\0';
+	struct MHD_Response *resp = MHD_create_response_from_buffer(n + 1, withnl, MHD_RESPMEM_MUST_FREE);
+	MHD_add_response_header(resp, "Content-Type", ctype);
+	enum MHD_Result ret = MHD_queue_response(c, (unsigned)r->status, resp);
+	MHD_destroy_response(resp);
+	return ret;
+}
+
+static bool token_ok(struct myce_http_server *s, struct MHD_Connection *c)
+{
+	if (!s->token)
+		return true;
+	const char *auth = MHD_lookup_connection_value(c, MHD_HEADER_KIND, "Authorization");
+	if (!auth || strncmp(auth, "Bearer ", 7) != 0)
+		return false;
+	return myce_const_eq(auth + 7, s->token);
+}
+
+static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const char *url, const char *method,
+				  const char *version, const char *upload, size_t *upload_size, void **con_cls)
+{
+	struct myce_http_server *s = cls;
+	struct conn_state *st = *con_cls;
+	if (!st) {
+		st = xzalloc(sizeof(*st));
+		*con_cls = st;
+		return MHD_YES;
+	}
+	if (*upload_size) {
+		if (st->len + *upload_size > MYCE_HTTP_MAX_BODY) {
+			st->too_big = true;
+		} else {
+			st->buf = xrealloc(st->buf, st->len + *upload_size + 1);
+			memcpy(st->buf + st->len, upload, *upload_size);
+			st->len += *upload_size;
+			st->buf[st->len] = '\0';
+		}
+		*upload_size = 0;
+		return MHD_YES;
+	}
+
+	struct myce_http_resp resp = {.status = 200};
+	bool open_path = !strcmp(url, "/healthz");
+	if (!open_path && !token_ok(s, c)) {
+		myce_http_error(&resp, 401, "missing or wrong bearer token");
+	} else if (st->too_big) {
+		myce_http_error(&resp, 413, "request body larger than %d bytes", MYCE_HTTP_MAX_BODY);
+	} else {
+		cJSON *body = NULL;
+		bool bad = false;
+		if (st->len > 0) {
+			body = cJSON_ParseWithLength(st->buf, st->len);
+			if (!body)
+				bad = true;
+		}
+		if (bad) {
+			myce_http_error(&resp, 400, "request body is not valid JSON");
+		} else {
+			struct myce_http_req req = {.method = method, .path = url, .query = "", .body = body};
+			s->handler(s->ctx, &req, &resp);
+		}
+		if (body)
+			cJSON_Delete(body);
+	}
+	enum MHD_Result r = send_resp(c, &resp);
+	if (resp.json)
+		cJSON_Delete(resp.json);
+	free(resp.text);
+	return r;
+}
+
+static void on_completed(void *cls, struct MHD_Connection *c, void **con_cls, enum MHD_RequestTerminationCode toe)
+{
+	struct conn_state *st = *con_cls;
+	if (st) {
+		free(st->buf);
+		free(st);
+	}
+	*con_cls = NULL;
+}
+
+struct myce_http_server *myce_http_server_new(const char *addr, const char *token, myce_http_handler h,
+					      void *ctx, struct myce_error **err)
+{
+	char host[64];
+	int port;
+	const char *colon = strrchr(addr, ':');
+	if (!colon || (size_t)(colon - addr) >= sizeof(host) || (port = atoi(colon + 1)) <= 0 || port > 65535) {
+		myce_error_set(err, EINVAL, "listen address %s: expected IP:PORT", addr);
+		return NULL;
+	}
+	memcpy(host, addr, (size_t)(colon - addr));
+	host[colon - addr] = '\0';
+	struct sockaddr_in sa = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port)};
+	if (inet_pton(AF_INET, host, &sa.sin_addr) != 1) {
+		myce_error_set(err, EINVAL, "listen address %s: bad IPv4 address", addr);
+		return NULL;
+	}
+	struct myce_http_server *s = xzalloc(sizeof(*s));
+	s->token = token ? xstrdup(token) : NULL;
+	s->handler = h;
+	s->ctx = ctx;
+	s->d = MHD_start_daemon(MHD_USE_THREAD_PER_CONNECTION | MHD_USE_INTERNAL_POLLING_THREAD |
+					MHD_USE_ERROR_LOG,
+				(uint16_t)port, NULL, NULL, on_request, s, MHD_OPTION_SOCK_ADDR, &sa,
+				MHD_OPTION_NOTIFY_COMPLETED, on_completed, NULL, MHD_OPTION_CONNECTION_TIMEOUT,
+				(unsigned)600, MHD_OPTION_END);
+	if (!s->d) {
+		free(s->token);
+		free(s);
+		myce_error_set(err, EADDRINUSE, "cannot listen on %s (address in use or not configured)", addr);
+		return NULL;
+	}
+	return s;
+}
+
+void myce_http_server_free(struct myce_http_server *s)
+{
+	if (!s)
+		return;
+	MHD_stop_daemon(s->d);
+	free(s->token);
+	free(s);
+}
+
+struct growbuf {
+	char *p;
+	size_t n;
+};
+
+static size_t on_data(char *ptr, size_t size, size_t nmemb, void *ud)
+{
+	struct growbuf *b = ud;
+	size_t add = size * nmemb;
+	if (b->n + add > 16 * 1024 * 1024)
+		return 0;
+	b->p = xrealloc(b->p, b->n + add + 1);
+	memcpy(b->p + b->n, ptr, add);
+	b->n += add;
+	b->p[b->n] = '\0';
+	return add;
+}
+
+static pthread_once_t curl_once = PTHREAD_ONCE_INIT;
+static void curl_init_once(void)
+{
+	curl_global_init(CURL_GLOBAL_DEFAULT);
+}
+
+int myce_http_call(const char *method, const char *url, const char *token, const cJSON *body,
+		   long timeout_ms, cJSON **out, struct myce_error **err)
+{
+	pthread_once(&curl_once, curl_init_once);
+	if (out)
+		*out = NULL;
+	CURL *c = curl_easy_init();
+	if (!c)
+		return myce_error_set(err, ENOMEM, "curl init");
+	struct curl_slist *hdrs = NULL;
+	_cleanup_free_ char *auth = token ? xasprintf("Authorization: Bearer %s", token) : NULL;
+	if (auth)
+		hdrs = curl_slist_append(hdrs, auth);
+	hdrs = curl_slist_append(hdrs, "Content-Type: application/json");
+	hdrs = curl_slist_append(hdrs, "Expect:");
+	_cleanup_free_ char *payload = body ? cJSON_PrintUnformatted(body) : NULL;
+	struct growbuf b = {0};
+	curl_easy_setopt(c, CURLOPT_URL, url);
+	curl_easy_setopt(c, CURLOPT_CUSTOMREQUEST, method);
+	curl_easy_setopt(c, CURLOPT_HTTPHEADER, hdrs);
+	curl_easy_setopt(c, CURLOPT_NOSIGNAL, 1L);
+	curl_easy_setopt(c, CURLOPT_TIMEOUT_MS, timeout_ms);
+	curl_easy_setopt(c, CURLOPT_CONNECTTIMEOUT_MS, timeout_ms < 5000 ? timeout_ms : 5000L);
+	curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, on_data);
+	curl_easy_setopt(c, CURLOPT_WRITEDATA, &b);
+	curl_easy_setopt(c, CURLOPT_NOPROXY, "*");
+	if (payload) {
+		curl_easy_setopt(c, CURLOPT_POSTFIELDS, payload);
+		curl_easy_setopt(c, CURLOPT_POSTFIELDSIZE, (long)strlen(payload));
+	}
+	CURLcode cr = curl_easy_perform(c);
+	long status = 0;
+	curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &status);
+	curl_slist_free_all(hdrs);
+	curl_easy_cleanup(c);
+	if (cr != CURLE_OK) {
+		free(b.p);
+		return myce_error_set(err, cr == CURLE_OPERATION_TIMEDOUT ? ETIMEDOUT : ECONNREFUSED, "%s %s: %s",
+				      method, url, curl_easy_strerror(cr));
+	}
+	cJSON *j = b.p ? cJSON_Parse(b.p) : NULL;
+	free(b.p);
+	if (status < 200 || status >= 300) {
+		const char *m = myce_json_str(j, "error");
+		myce_error_set(err, EPROTO, "%s", m ? m : "request failed");
+		if (err && *err)
+			(*err)->code = (int)status;
+	}
+	if (out)
+		*out = j;
+	else if (j)
+		cJSON_Delete(j);
+	return (int)status;
+}
+
+char *myce_token_load(const char *path, struct myce_error **err)
+{
+	char *t = myce_read_file(path, NULL);
+	if (!t) {
+		myce_error_errno(err, "read token %s", path);
+		return NULL;
+	}
+	t[strcspn(t, "\r\n")] = '\0';
+	if (!*t) {
+		free(t);
+		myce_error_set(err, EINVAL, "token file %s is empty", path);
+		return NULL;
+	}
+	return t;
+}
+
+const char *myce_json_str(const cJSON *o, const char *key)
+{
+	const cJSON *v = o ? cJSON_GetObjectItemCaseSensitive(o, key) : NULL;
+	return cJSON_IsString(v) ? v->valuestring : NULL;
+}
+
+double myce_json_num(const cJSON *o, const char *key, double def)
+{
+	const cJSON *v = o ? cJSON_GetObjectItemCaseSensitive(o, key) : NULL;
+	return cJSON_IsNumber(v) ? v->valuedouble : def;
+}
+
+bool myce_json_bool(const cJSON *o, const char *key, bool def)
+{
+	const cJSON *v = o ? cJSON_GetObjectItemCaseSensitive(o, key) : NULL;
+	return cJSON_IsBool(v) ? cJSON_IsTrue(v) : def;
+}

@@ -1,0 +1,64 @@
+/* JSON over HTTP: a small server on libmicrohttpd (thread per connection, so
+ * handlers may block) and a client on libcurl.  Every request carries a bearer
+ * token compared in constant time. */
+#ifndef MYCE_HTTP_H
+#define MYCE_HTTP_H
+
+#include "error.h"
+
+#include <cjson/cJSON.h>
+#include <stdbool.h>
+
+#define MYCE_HTTP_MAX_BODY (256 * 1024)
+
+struct myce_http_req {
+	const char *method;
+	const char *path;  /* without the query string */
+	const char *query; /* raw "a=b&c=d" or "" */
+	cJSON *body;       /* NULL when the request had no body */
+};
+
+struct myce_http_resp {
+	int status;
+	cJSON *json;       /* owned; serialised as the body */
+	char *text;        /* owned; used instead of json when set */
+	const char *content_type;
+};
+
+typedef void (*myce_http_handler)(void *ctx, const struct myce_http_req *req, struct myce_http_resp *resp);
+
+struct myce_http_server;
+
+/* Listens on addr ("IP:PORT"); token NULL disables authentication (tests
+ * only). Paths listed in open_paths (NULL-terminated) need no token. */
+struct myce_http_server *myce_http_server_new(const char *addr, const char *token, myce_http_handler h,
+					      void *ctx, struct myce_error **err);
+void myce_http_server_free(struct myce_http_server *s);
+
+/* Fills resp with {"error": msg} and status. */
+void myce_http_error(struct myce_http_resp *resp, int status, const char *fmt, ...)
+	__attribute__((format(printf, 3, 4)));
+
+/* Client: sends body (may be NULL) and parses the JSON answer into *out (may be
+ * NULL).  Returns the HTTP status (>= 100) or a negative error; a non-2xx
+ * status is returned, not turned into an error, with the server's "error"
+ * message put into *err. */
+int myce_http_call(const char *method, const char *url, const char *token, const cJSON *body,
+		   long timeout_ms, cJSON **out, struct myce_error **err);
+
+/* Reads a token file (first line, trimmed). NULL and err on failure. */
+char *myce_token_load(const char *path, struct myce_error **err);
+
+static inline void cjson_freep(cJSON **j)
+{
+	if (*j)
+		cJSON_Delete(*j);
+}
+#define _cleanup_json_ __attribute__((cleanup(cjson_freep)))
+
+/* Typed getters: NULL/def when absent or of another type. */
+const char *myce_json_str(const cJSON *o, const char *key);
+double myce_json_num(const cJSON *o, const char *key, double def);
+bool myce_json_bool(const cJSON *o, const char *key, bool def);
+
+#endif

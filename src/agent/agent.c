@@ -1,0 +1,355 @@
+/* myce-agent: the Execution Agent, PID 1 of a pod.
+ *
+ * It prepares the pod's mount namespace (own /proc, private /dev/shm), calls
+ * the coordinator's `register`, and then either starts the application or —
+ * when it is the target of a migration — waits for the checkpoint and
+ * restores it.  The node daemon talks to it over agent.sock in the pod's
+ * directory: checkpoint, restore, status. */
+#include "agentctl.h"
+#include "checkpoint.h"
+#include "cluster.h"
+#include "http.h"
+#include "log.h"
+#include "nft.h"
+#include "util.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <getopt.h>
+#include <poll.h>
+#include <signal.h>
+#include <string.h>
+#include <sys/mount.h>
+#include <sys/signalfd.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+
+enum app_state { APP_NONE, APP_RUNNING, APP_CHECKPOINTED, APP_EXITED };
+
+struct agent {
+	long pod_id;
+	const char *app, *node, *dir, *coord, *role;
+	char *token;
+	char **cmd;
+	int app_pid;
+	enum app_state state;
+	int exit_status;
+	sigset_t sigs;
+};
+
+static int pod_mounts(const char *hostname, struct myce_error **err)
+{
+	if (mount(NULL, "/", NULL, MS_REC | MS_PRIVATE, NULL) < 0)
+		return myce_error_errno(err, "make / private");
+	/* Copies of other namespaces' bind mounts would keep them alive. */
+	umount2("/run/netns", MNT_DETACH);
+	if (mount("proc", "/proc", "proc", MS_NOSUID | MS_NODEV | MS_NOEXEC, NULL) < 0)
+		return myce_error_errno(err, "mount /proc");
+	if (mount("shm", "/dev/shm", "tmpfs", MS_NOSUID | MS_NODEV, "mode=1777,size=256m") < 0)
+		return myce_error_errno(err, "mount /dev/shm");
+	if (sethostname(hostname, strlen(hostname)) < 0)
+		return myce_error_errno(err, "sethostname");
+	return 0;
+}
+
+static int do_register(struct agent *a, struct myce_error **err)
+{
+	_cleanup_free_ char *url = xasprintf("%s/v1/register", a->coord);
+	_cleanup_json_ cJSON *body = cJSON_CreateObject();
+	cJSON_AddNumberToObject(body, "pod_id", (double)a->pod_id);
+	cJSON_AddStringToObject(body, "container", a->app);
+	cJSON_AddStringToObject(body, "node", a->node);
+	cJSON_AddNumberToObject(body, "agent_pid", (double)getpid());
+	for (int attempt = 0;; attempt++) {
+		_cleanup_json_ cJSON *out = NULL;
+		_cleanup_error_ struct myce_error *e = NULL;
+		int st = myce_http_call("POST", url, a->token, body, 10000, &out, &e);
+		if (st == 200) {
+			const char *role = myce_json_str(out, "role");
+			a->role = xstrdup(role ? role : "start");
+			return 0;
+		}
+		if (st >= 400 || attempt >= 100)
+			return myce_error_set(err, EPROTO, "register: %s", myce_error_msg(e));
+		usleep(100 * 1000);
+	}
+}
+
+static int start_app(struct agent *a, struct myce_error **err)
+{
+	/* Start the application at a high PID (see MYCE_APP_PID_BASE). */
+	_cleanup_free_ char *last = xasprintf("%d", MYCE_APP_PID_BASE - 1);
+	_cleanup_close_ int fd = open("/proc/sys/kernel/ns_last_pid", O_WRONLY | O_CLOEXEC);
+	if (fd < 0 || myce_write_full(fd, last, strlen(last)) < 0)
+		return myce_error_errno(err, "set ns_last_pid");
+	pid_t pid = fork();
+	if (pid < 0)
+		return myce_error_errno(err, "fork application");
+	if (pid == 0) {
+		sigprocmask(SIG_UNBLOCK, &a->sigs, NULL);
+		setsid();
+		close_range(3, ~0U, 0);
+		int n = open("/dev/null", O_RDWR);
+		dup2(n, 0);
+		dup2(n, 1);
+		dup2(n, 2);
+		if (n > 2)
+			close(n);
+		execvp(a->cmd[0], a->cmd);
+		_exit(127);
+	}
+	a->app_pid = pid;
+	a->state = APP_RUNNING;
+	log_info("pod %ld: started %s as pid %d", a->pod_id, a->cmd[0], pid);
+	return 0;
+}
+
+static void reap(struct agent *a)
+{
+	int st;
+	pid_t p;
+	while ((p = waitpid(-1, &st, WNOHANG)) > 0) {
+		if (p == a->app_pid && a->state == APP_RUNNING) {
+			a->state = APP_EXITED;
+			a->exit_status = WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
+			log_info("pod %ld: application pid %d exited (%d)", a->pod_id, p, a->exit_status);
+		}
+	}
+}
+
+static void drop_guard(void)
+{
+	_cleanup_error_ struct myce_error *e = NULL;
+	myce_nft_run("delete table inet " MYCE_GUARD_TABLE, &e);
+}
+
+/* Runs a CRIU operation with our signals unblocked: criu swrk inherits the
+ * mask, and CRIU needs SIGCHLD. */
+static void criu_window(struct agent *a, bool enter)
+{
+	sigprocmask(enter ? SIG_UNBLOCK : SIG_BLOCK, &a->sigs, NULL);
+	if (!enter)
+		reap(a);
+}
+
+static cJSON *op_checkpoint(struct agent *a, const cJSON *req)
+{
+	cJSON *r = cJSON_CreateObject();
+	if (a->state != APP_RUNNING) {
+		cJSON_AddBoolToObject(r, "ok", false);
+		cJSON_AddStringToObject(r, "error", "no running application to checkpoint");
+		return r;
+	}
+	const char *dir = myce_json_str(req, "dir");
+	_cleanup_free_ char *imgdir = dir ? xstrdup(dir) : xasprintf("%s/images", a->dir);
+	myce_rm_rf(imgdir);
+	struct myce_ckpt_result res;
+	_cleanup_error_ struct myce_error *e = NULL;
+	criu_window(a, true);
+	int rc = myce_ckpt_dump(a->app_pid, imgdir, &res, &e);
+	criu_window(a, false);
+	cJSON_AddBoolToObject(r, "ok", rc == 0);
+	cJSON_AddNumberToObject(r, "start_wall_us", (double)res.start_wall_us);
+	cJSON_AddNumberToObject(r, "end_wall_us", (double)res.end_wall_us);
+	cJSON_AddNumberToObject(r, "dump_ms", res.ms);
+	if (rc < 0) {
+		/* A failed dump leaves the tree running (CRIU resumes it). */
+		myce_nft_delete_tables_prefix("CRIU-", NULL);
+		cJSON_AddStringToObject(r, "error", myce_error_msg(e));
+		log_error("pod %ld: %s", a->pod_id, myce_error_msg(e));
+	} else {
+		a->state = APP_CHECKPOINTED;
+		log_info("pod %ld: checkpointed pid %d in %.1f ms", a->pod_id, a->app_pid, res.ms);
+	}
+	return r;
+}
+
+static cJSON *op_restore(struct agent *a, const cJSON *req)
+{
+	cJSON *r = cJSON_CreateObject();
+	if (a->state == APP_RUNNING) {
+		cJSON_AddBoolToObject(r, "ok", false);
+		cJSON_AddStringToObject(r, "error", "application already running");
+		return r;
+	}
+	const char *dir = myce_json_str(req, "dir");
+	_cleanup_free_ char *imgdir = dir ? xstrdup(dir) : xasprintf("%s/images", a->dir);
+	bool guard = myce_json_bool(req, "guard", false);
+	struct myce_ckpt_result res;
+	_cleanup_error_ struct myce_error *e = NULL;
+	criu_window(a, true);
+	int rc = myce_ckpt_restore(imgdir, guard ? drop_guard : NULL, &res, &e);
+	criu_window(a, false);
+	/* On failure the guard stays: until the coordinator has routed the
+	 * addresses back and deleted this pod, packets must not meet RSTs. */
+	/* The network lock a dump left in this namespace (rollback case). */
+	myce_nft_delete_tables_prefix("CRIU-", NULL);
+	cJSON_AddBoolToObject(r, "ok", rc == 0);
+	cJSON_AddNumberToObject(r, "start_wall_us", (double)res.start_wall_us);
+	cJSON_AddNumberToObject(r, "end_wall_us", (double)res.end_wall_us);
+	cJSON_AddNumberToObject(r, "restore_ms", res.ms);
+	if (rc < 0) {
+		cJSON_AddStringToObject(r, "error", myce_error_msg(e));
+		log_error("pod %ld: %s", a->pod_id, myce_error_msg(e));
+	} else {
+		a->app_pid = res.pid;
+		a->state = APP_RUNNING;
+		cJSON_AddNumberToObject(r, "pid", res.pid);
+		log_info("pod %ld: restored pid %d in %.1f ms", a->pod_id, res.pid, res.ms);
+	}
+	return r;
+}
+
+static cJSON *op_status(struct agent *a)
+{
+	static const char *names[] = {"none", "running", "checkpointed", "exited"};
+	cJSON *r = cJSON_CreateObject();
+	cJSON_AddBoolToObject(r, "ok", true);
+	cJSON_AddStringToObject(r, "state", names[a->state]);
+	cJSON_AddNumberToObject(r, "app_pid", a->app_pid);
+	cJSON_AddStringToObject(r, "role", a->role ? a->role : "");
+	return r;
+}
+
+static void serve_one(struct agent *a, int lfd)
+{
+	_cleanup_close_ int c = accept4(lfd, NULL, NULL, SOCK_CLOEXEC);
+	if (c < 0)
+		return;
+	_cleanup_json_ cJSON *req = NULL;
+	_cleanup_error_ struct myce_error *e = NULL;
+	if (myce_agentctl_recv(c, &req, &e) < 0)
+		return;
+	const char *op = myce_json_str(req, "op");
+	_cleanup_json_ cJSON *resp = NULL;
+	if (op && !strcmp(op, "checkpoint"))
+		resp = op_checkpoint(a, req);
+	else if (op && !strcmp(op, "restore"))
+		resp = op_restore(a, req);
+	else if (op && !strcmp(op, "status"))
+		resp = op_status(a);
+	else {
+		resp = cJSON_CreateObject();
+		cJSON_AddBoolToObject(resp, "ok", false);
+		cJSON_AddStringToObject(resp, "error", "unknown operation");
+	}
+	myce_agentctl_send(c, resp, NULL);
+}
+
+static void stop_app(struct agent *a)
+{
+	if (a->state != APP_RUNNING)
+		return;
+	kill(a->app_pid, SIGTERM);
+	for (int i = 0; i < 50 && a->state == APP_RUNNING; i++) {
+		usleep(100 * 1000);
+		reap(a);
+	}
+	if (a->state == APP_RUNNING)
+		kill(a->app_pid, SIGKILL);
+}
+
+static int run(struct agent *a)
+{
+	_cleanup_error_ struct myce_error *e = NULL;
+	_cleanup_free_ char *sock = xasprintf("%s/agent.sock", a->dir);
+	_cleanup_close_ int lfd = myce_agentctl_listen(sock, &e);
+	if (lfd < 0) {
+		log_error("%s", myce_error_msg(e));
+		return 1;
+	}
+	if (do_register(a, &e) < 0) {
+		log_error("pod %ld: %s", a->pod_id, myce_error_msg(e));
+		return 1;
+	}
+	log_info("pod %ld: registered, role %s", a->pod_id, a->role);
+	if (!strcmp(a->role, "start") && start_app(a, &e) < 0) {
+		log_error("pod %ld: %s", a->pod_id, myce_error_msg(e));
+		return 1;
+	}
+	_cleanup_close_ int sfd = signalfd(-1, &a->sigs, SFD_CLOEXEC);
+	int64_t target_deadline = myce_now_us() + 600LL * 1000000;
+	for (;;) {
+		struct pollfd p[2] = {{.fd = sfd, .events = POLLIN}, {.fd = lfd, .events = POLLIN}};
+		int r = poll(p, 2, 1000);
+		if (r < 0 && errno != EINTR)
+			return 1;
+		if (p[0].revents & POLLIN) {
+			struct signalfd_siginfo si;
+			while (read(sfd, &si, sizeof(si)) == sizeof(si)) {
+				if (si.ssi_signo == SIGTERM || si.ssi_signo == SIGINT) {
+					log_info("pod %ld: stopping", a->pod_id);
+					stop_app(a);
+					unlink(sock);
+					return 0;
+				}
+				break;
+			}
+			reap(a);
+		}
+		if (p[1].revents & POLLIN)
+			serve_one(a, lfd);
+		if (a->state == APP_EXITED) {
+			unlink(sock);
+			return a->exit_status;
+		}
+		if (a->state == APP_NONE && myce_now_us() > target_deadline) {
+			log_error("pod %ld: no checkpoint arrived within 600 s, giving up", a->pod_id);
+			return 1;
+		}
+	}
+}
+
+int main(int argc, char **argv)
+{
+	struct agent a = {.pod_id = -1};
+	const char *token_file = NULL;
+	static const struct option opts[] = {
+		{"pod-id", required_argument, 0, 'p'}, {"app", required_argument, 0, 'a'},
+		{"node", required_argument, 0, 'n'},   {"dir", required_argument, 0, 'd'},
+		{"coordinator", required_argument, 0, 'c'}, {"token-file", required_argument, 0, 't'},
+		{0, 0, 0, 0}};
+	int c;
+	while ((c = getopt_long(argc, argv, "+", opts, NULL)) != -1) {
+		switch (c) {
+		case 'p': a.pod_id = strtol(optarg, NULL, 10); break;
+		case 'a': a.app = optarg; break;
+		case 'n': a.node = optarg; break;
+		case 'd': a.dir = optarg; break;
+		case 'c': a.coord = optarg; break;
+		case 't': token_file = optarg; break;
+		default: return 2;
+		}
+	}
+	if (a.pod_id < 0 || !a.app || !a.node || !a.dir || !a.coord || !token_file || optind >= argc) {
+		fprintf(stderr, "usage: myce-agent --pod-id N --app NAME --node NODE --dir DIR "
+				"--coordinator URL --token-file F -- CMD [ARGS...]\n");
+		return 2;
+	}
+	a.cmd = argv + optind;
+	/* Nothing inherited may reach the application or CRIU. */
+	close_range(3, ~0U, 0);
+	_cleanup_free_ char *prog = xasprintf("agent/pod%ld", a.pod_id);
+	myce_log_init(prog, MYCE_LOG_INFO);
+	if (getpid() != 1) {
+		log_error("must run as PID 1 of a new PID namespace (started by the node daemon)");
+		return 2;
+	}
+	_cleanup_error_ struct myce_error *e = NULL;
+	a.token = myce_token_load(token_file, &e);
+	if (!a.token) {
+		log_error("%s", myce_error_msg(e));
+		return 1;
+	}
+	sigemptyset(&a.sigs);
+	sigaddset(&a.sigs, SIGCHLD);
+	sigaddset(&a.sigs, SIGTERM);
+	sigaddset(&a.sigs, SIGINT);
+	sigprocmask(SIG_BLOCK, &a.sigs, NULL);
+	if (pod_mounts(a.app, &e) < 0) {
+		log_error("pod %ld: %s", a.pod_id, myce_error_msg(e));
+		return 1;
+	}
+	return run(&a);
+}

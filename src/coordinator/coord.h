@@ -1,0 +1,57 @@
+/* myce-coordinator: the paper's Migration Coordinator.  The only holder of
+ * durable state (SQLite); decides, never carries bulk data. */
+#ifndef MYCE_COORD_H
+#define MYCE_COORD_H
+
+#include "error.h"
+#include "http.h"
+
+#include <pthread.h>
+#include <sqlite3.h>
+#include <stdbool.h>
+#include <stdint.h>
+
+struct coord {
+	sqlite3 *db;
+	pthread_mutex_t lock;  /* one writer: every use of db holds it */
+	pthread_cond_t changed; /* broadcast when a pod registers or a migration moves */
+	char *token;
+	char *listen;
+	int zstd_level;        /* -1: choose from the link */
+};
+
+/* db.c */
+int db_open(struct coord *c, const char *path, struct myce_error **err);
+/* Runs sql with printf-style %Q/%q quoting (sqlite3_mprintf); lock held. */
+int db_exec(struct coord *c, struct myce_error **err, const char *fmt, ...);
+/* Rows of a query as a JSON array of objects (column name -> value). */
+cJSON *db_query(struct coord *c, const char *fmt, ...);
+/* First row or NULL. */
+cJSON *db_query_one(struct coord *c, const char *fmt, ...);
+int64_t db_last_id(struct coord *c);
+
+/* net.c: host-side network state (service DNAT map, host routes). */
+int net_services_init(struct coord *c, struct myce_error **err);
+/* Points svc_ip:port at ep_ip:port; old_ep is the current endpoint or NULL. */
+int net_service_set(const char *svc_ip, int port, const char *old_ep, const char *ep_ip, struct myce_error **err);
+int net_service_del(const char *svc_ip, int port, struct myce_error **err);
+int net_route_addr(const char *addr, const char *via, struct myce_error **err);
+void net_route_addr_del(const char *addr);
+
+/* apps.c */
+void apps_create(struct coord *c, const cJSON *body, struct myce_http_resp *resp);
+void apps_delete(struct coord *c, const char *name, struct myce_http_resp *resp);
+/* Allocates a pod address on node (lock held); NULL when the range is full. */
+char *pods_alloc_addr(struct coord *c, const char *node);
+/* Waits until pod id reaches one of the states (lock held); false on timeout. */
+bool pods_wait_state(struct coord *c, long id, const char *s1, const char *s2, int timeout_ms);
+/* Calls the node daemon: method + path, JSON in/out. Returns HTTP status or <0. */
+int node_call(struct coord *c, const char *node, const char *method, const char *path, const cJSON *body,
+	      long timeout_ms, cJSON **out, struct myce_error **err);
+
+/* migration.c */
+void mig_start(struct coord *c, const cJSON *body, struct myce_http_resp *resp);
+void mig_handoff(struct coord *c, long id, struct myce_http_resp *resp);
+cJSON *mig_get(struct coord *c, long id); /* lock held */
+
+#endif

@@ -1,0 +1,378 @@
+/* A live migration, phase by phase (see docs/architecture.md):
+ *   accepted -> prepare (destination pod created, agent registers and waits)
+ *   -> dump (source freezes; from here the app is stopped)
+ *   -> transfer (hand-off of the carried addresses runs alongside)
+ *   -> restore -> committed, or -> rolled back with the app on the source.
+ * Every phase is recorded before it starts. */
+#include "coord.h"
+
+#include "cluster.h"
+#include "log.h"
+#include "util.h"
+
+#include <errno.h>
+#include <string.h>
+
+struct mig {
+	struct coord *c;
+	long id;
+	char *app, *src_node, *dst_node, *dst_addr;
+	long src_pod, dst_pod;
+	cJSON *carried; /* addresses the destination takes over */
+	cJSON *cmd;
+	int level;
+};
+
+static void mig_free(struct mig *m)
+{
+	free(m->app);
+	free(m->src_node);
+	free(m->dst_node);
+	free(m->dst_addr);
+	cJSON_Delete(m->carried);
+	cJSON_Delete(m->cmd);
+	free(m);
+}
+
+/* lock held */
+static void set_phase(struct coord *c, long id, const char *phase)
+{
+	int64_t now = myce_wall_us();
+	db_exec(c, NULL,
+		"UPDATE migrations SET phase = %Q, updated_us = %lld WHERE id = %ld;"
+		"INSERT INTO phases(migration_id, phase, t_us) VALUES(%ld, %Q, %lld);",
+		phase, (long long)now, id, id, phase, (long long)now);
+	pthread_cond_broadcast(&c->changed);
+	log_info("migration %ld: phase %s", id, phase);
+}
+
+static void phase(struct mig *m, const char *p)
+{
+	pthread_mutex_lock(&m->c->lock);
+	set_phase(m->c, m->id, p);
+	pthread_mutex_unlock(&m->c->lock);
+}
+
+static void finish(struct mig *m, const char *outcome, const char *reason, const cJSON *result)
+{
+	struct coord *c = m->c;
+	_cleanup_free_ char *res = result ? cJSON_PrintUnformatted(result) : NULL;
+	pthread_mutex_lock(&c->lock);
+	set_phase(c, m->id, outcome);
+	db_exec(c, NULL, "UPDATE migrations SET outcome = %Q, reason = %Q, result = %Q WHERE id = %ld;"
+			 "UPDATE apps SET migrating = 0 WHERE name = %Q;",
+		outcome, reason, res, m->id, m->app);
+	pthread_cond_broadcast(&c->changed);
+	pthread_mutex_unlock(&c->lock);
+	if (reason)
+		log_error("migration %ld: %s: %s", m->id, outcome, reason);
+}
+
+static void route_carried(struct mig *m, const char *node)
+{
+	int idx = myce_node_index(node);
+	_cleanup_free_ char *via = myce_node_ip(idx);
+	const cJSON *a;
+	cJSON_ArrayForEach(a, m->carried)
+	{
+		_cleanup_error_ struct myce_error *e = NULL;
+		if (net_route_addr(a->valuestring, via, &e) < 0)
+			log_error("migration %ld: %s", m->id, myce_error_msg(e));
+	}
+}
+
+static void delete_pod(struct mig *m, const char *node, long pod)
+{
+	_cleanup_free_ char *path = xasprintf("/v1/pods/%ld", pod);
+	_cleanup_error_ struct myce_error *e = NULL;
+	int st = node_call(m->c, node, "DELETE", path, NULL, 30000, NULL, &e);
+	if (st != 200 && st != 404)
+		log_warn("migration %ld: delete pod %ld on %s: %s", m->id, pod, node, myce_error_msg(e));
+	pthread_mutex_lock(&m->c->lock);
+	db_exec(m->c, NULL, "UPDATE pods SET state = 'deleted' WHERE id = %ld", pod);
+	pthread_mutex_unlock(&m->c->lock);
+}
+
+/* Failure after the dump: the image on the source is the truth. */
+static void rollback(struct mig *m, const cJSON *res, const char *why)
+{
+	phase(m, "rollback");
+	bool dumped = myce_json_bool(res, "dumped", false);
+	pthread_mutex_lock(&m->c->lock);
+	_cleanup_json_ cJSON *row = db_query_one(m->c, "SELECT handoff FROM migrations WHERE id = %ld", m->id);
+	pthread_mutex_unlock(&m->c->lock);
+	if (myce_json_num(row, "handoff", 0))
+		route_carried(m, m->src_node);
+	/* The destination goes first: its pod must never serve. */
+	delete_pod(m, m->dst_node, m->dst_pod);
+	_cleanup_free_ char *reason = xstrdup(why);
+	if (dumped) {
+		_cleanup_free_ char *path = xasprintf("/v1/pods/%ld/restore", m->src_pod);
+		_cleanup_error_ struct myce_error *e = NULL;
+		int st = node_call(m->c, m->src_node, "POST", path, NULL, 120000, NULL, &e);
+		if (st != 200) {
+			free(reason);
+			reason = xasprintf("%s; restore on the source failed too: %s", why, myce_error_msg(e));
+		}
+	}
+	pthread_mutex_lock(&m->c->lock);
+	db_exec(m->c, NULL, "UPDATE pods SET state = 'running' WHERE id = %ld", m->src_pod);
+	pthread_mutex_unlock(&m->c->lock);
+	finish(m, "rolled-back", reason, res);
+}
+
+static void commit(struct mig *m, const cJSON *res)
+{
+	struct coord *c = m->c;
+	_cleanup_error_ struct myce_error *e = NULL;
+	int64_t t0 = myce_now_us();
+	pthread_mutex_lock(&c->lock);
+	_cleanup_json_ cJSON *app = db_query_one(c, "SELECT svc_ip, port FROM apps WHERE name = %Q", m->app);
+	_cleanup_json_ cJSON *src = db_query_one(c, "SELECT addr FROM pods WHERE id = %ld", m->src_pod);
+	if (net_service_set(myce_json_str(app, "svc_ip"), (int)myce_json_num(app, "port", 0), myce_json_str(src, "addr"),
+			    m->dst_addr, &e) < 0)
+		log_error("migration %ld: service switch: %s", m->id, myce_error_msg(e));
+	db_exec(c, NULL,
+		"UPDATE apps SET pod_id = %ld WHERE name = %Q;"
+		"UPDATE pods SET state = 'running' WHERE id = %ld;"
+		"UPDATE pods SET state = 'deleted' WHERE id = %ld;",
+		m->dst_pod, m->app, m->dst_pod, m->src_pod);
+	pthread_mutex_unlock(&c->lock);
+	cJSON *r = cJSON_Duplicate(res, true);
+	cJSON_AddNumberToObject(r, "service_switch_ms", (double)(myce_now_us() - t0) / 1000.0);
+	finish(m, "completed", NULL, r);
+	cJSON_Delete(r);
+	/* After the commit point: the source never resumes. */
+	delete_pod(m, m->src_node, m->src_pod);
+}
+
+static void *mig_thread(void *arg)
+{
+	struct mig *m = arg;
+	struct coord *c = m->c;
+	_cleanup_error_ struct myce_error *e = NULL;
+
+	/* prepare: the destination pod, its agent registers and waits. */
+	phase(m, "prepare");
+	_cleanup_json_ cJSON *spec = cJSON_CreateObject();
+	cJSON_AddNumberToObject(spec, "id", (double)m->dst_pod);
+	cJSON_AddStringToObject(spec, "app", m->app);
+	cJSON_AddStringToObject(spec, "addr", m->dst_addr);
+	cJSON_AddItemToObject(spec, "carried", cJSON_Duplicate(m->carried, true));
+	cJSON_AddItemToObject(spec, "cmd", cJSON_Duplicate(m->cmd, true));
+	cJSON_AddBoolToObject(spec, "target", true);
+	int st = node_call(c, m->dst_node, "POST", "/v1/pods", spec, 30000, NULL, &e);
+	pthread_mutex_lock(&c->lock);
+	bool ready = st == 201 && pods_wait_state(c, m->dst_pod, "waiting", NULL, 20000);
+	pthread_mutex_unlock(&c->lock);
+	if (!ready) {
+		_cleanup_free_ char *why = xasprintf("prepare: destination pod on %s: %s", m->dst_node,
+						     e ? myce_error_msg(e) : "agent did not register in time");
+		delete_pod(m, m->dst_node, m->dst_pod);
+		finish(m, "failed", why, NULL);
+		mig_free(m);
+		return NULL;
+	}
+
+	/* dump + transfer + restore, driven by the source node. */
+	phase(m, "dump");
+	_cleanup_json_ cJSON *req = cJSON_CreateObject();
+	int dst_idx = myce_node_index(m->dst_node);
+	_cleanup_free_ char *dst_ip = myce_node_ip(dst_idx);
+	cJSON_AddNumberToObject(req, "migration_id", (double)m->id);
+	cJSON_AddStringToObject(req, "dest_ip", dst_ip);
+	cJSON_AddNumberToObject(req, "dest_pod_id", (double)m->dst_pod);
+	cJSON_AddItemToObject(req, "carried", cJSON_Duplicate(m->carried, true));
+	cJSON_AddNumberToObject(req, "zstd_level", m->level);
+	_cleanup_free_ char *path = xasprintf("/v1/pods/%ld/send", m->src_pod);
+	_cleanup_json_ cJSON *res = NULL;
+	myce_error_freep(&e);
+	st = node_call(c, m->src_node, "POST", path, req, 600000, &res, &e);
+	if (st != 200) {
+		/* The source node answered nothing usable: assume the worst (dumped). */
+		_cleanup_free_ char *why = xasprintf("source node %s: %s", m->src_node, myce_error_msg(e));
+		_cleanup_json_ cJSON *fake = cJSON_CreateObject();
+		cJSON_AddBoolToObject(fake, "dumped", true);
+		rollback(m, fake, why);
+	} else if (!myce_json_bool(res, "ok", false)) {
+		const char *fp = myce_json_str(res, "failed_phase");
+		const char *er = myce_json_str(res, "error");
+		_cleanup_free_ char *why = xasprintf("%s: %s", fp ? fp : "migration", er ? er : "failed");
+		if (myce_json_bool(res, "dumped", false)) {
+			rollback(m, res, why);
+		} else {
+			delete_pod(m, m->dst_node, m->dst_pod);
+			pthread_mutex_lock(&c->lock);
+			db_exec(c, NULL, "UPDATE pods SET state = 'running' WHERE id = %ld", m->src_pod);
+			pthread_mutex_unlock(&c->lock);
+			finish(m, "failed", why, res);
+		}
+	} else {
+		commit(m, res);
+	}
+	mig_free(m);
+	return NULL;
+}
+
+void mig_start(struct coord *c, const cJSON *body, struct myce_http_resp *resp)
+{
+	const char *app = myce_json_str(body, "app");
+	const char *to = myce_json_str(body, "to");
+	const char *mode = myce_json_str(body, "mode");
+	if (!app || !to)
+		return myce_http_error(resp, 400, "migrate needs \"app\" and \"to\"");
+	if (mode && strcmp(mode, "live") != 0)
+		return myce_http_error(resp, 400, "unknown mode %s (supported: live)", mode);
+	pthread_mutex_lock(&c->lock);
+	_cleanup_json_ cJSON *a = db_query_one(c, "SELECT a.name, a.cmd, a.migrating, p.id, p.node, p.addr, p.carried "
+						  "FROM apps a JOIN pods p ON p.id = a.pod_id WHERE a.name = %Q", app);
+	_cleanup_json_ cJSON *n = db_query_one(c, "SELECT name FROM nodes WHERE name = %Q", to);
+	const char *err = NULL;
+	int status = 0;
+	if (!a) {
+		status = 404;
+		err = "unknown application";
+	} else if (!n) {
+		status = 404;
+		err = "unknown destination node";
+	} else if (!strcmp(myce_json_str(a, "node"), to)) {
+		status = 409;
+		err = "application already runs on that node";
+	} else if (myce_json_num(a, "migrating", 0)) {
+		status = 409;
+		err = "application is already migrating";
+	}
+	_cleanup_free_ char *dst_addr = err ? NULL : pods_alloc_addr(c, to);
+	if (!err && !dst_addr) {
+		status = 507;
+		err = "no free pod address on the destination node";
+	}
+	if (err) {
+		pthread_mutex_unlock(&c->lock);
+		return myce_http_error(resp, status, "%s: %s", err, status == 404 && a ? to : app);
+	}
+	struct mig *m = xzalloc(sizeof(*m));
+	m->c = c;
+	m->app = xstrdup(app);
+	m->src_node = xstrdup(myce_json_str(a, "node"));
+	m->dst_node = xstrdup(to);
+	m->dst_addr = steal_pointer(&dst_addr);
+	m->src_pod = (long)myce_json_num(a, "id", -1);
+	m->cmd = cJSON_Parse(myce_json_str(a, "cmd"));
+	/* The destination carries the source's own address and all it carried. */
+	m->carried = cJSON_Parse(myce_json_str(a, "carried"));
+	cJSON_AddItemToArray(m->carried, cJSON_CreateString(myce_json_str(a, "addr")));
+	m->level = c->zstd_level;
+	_cleanup_free_ char *carried = cJSON_PrintUnformatted(m->carried);
+	int64_t now = myce_wall_us();
+	_cleanup_error_ struct myce_error *e = NULL;
+	int rc = db_exec(c, &e,
+			 "BEGIN;"
+			 "INSERT INTO pods(app, node, addr, carried, state, role, created_us) VALUES(%Q, %Q, %Q, %Q, 'creating', 'target', %lld);",
+			 app, to, m->dst_addr, carried, (long long)now);
+	if (rc == 0) {
+		m->dst_pod = (long)db_last_id(c);
+		rc = db_exec(c, &e,
+			     "INSERT INTO migrations(app, src_node, dst_node, src_pod, dst_pod, mode, phase, created_us, updated_us)"
+			     " VALUES(%Q, %Q, %Q, %ld, %ld, 'live', 'accepted', %lld, %lld);",
+			     app, m->src_node, to, m->src_pod, m->dst_pod, (long long)now, (long long)now);
+	}
+	if (rc == 0) {
+		m->id = (long)db_last_id(c);
+		rc = db_exec(c, &e,
+			     "INSERT INTO phases(migration_id, phase, t_us) VALUES(%ld, 'accepted', %lld);"
+			     "UPDATE apps SET migrating = 1 WHERE name = %Q; COMMIT;",
+			     m->id, (long long)now, app);
+	}
+	if (rc < 0) {
+		db_exec(c, NULL, "ROLLBACK;");
+		pthread_mutex_unlock(&c->lock);
+		mig_free(m);
+		return myce_http_error(resp, 500, "%s", myce_error_msg(e));
+	}
+	resp->json = mig_get(c, m->id);
+	pthread_mutex_unlock(&c->lock);
+	resp->status = 202;
+	log_info("migration %ld: %s %s -> %s accepted", m->id, app, m->src_node, to);
+	pthread_t t;
+	if (pthread_create(&t, NULL, mig_thread, m) != 0)
+		abort();
+	pthread_detach(t);
+}
+
+void mig_handoff(struct coord *c, long id, struct myce_http_resp *resp)
+{
+	pthread_mutex_lock(&c->lock);
+	_cleanup_json_ cJSON *row = db_query_one(
+		c, "SELECT m.phase, m.dst_node, p.carried FROM migrations m JOIN pods p ON p.id = m.dst_pod WHERE m.id = %ld", id);
+	if (!row || strcmp(myce_json_str(row, "phase"), "dump") != 0) {
+		pthread_mutex_unlock(&c->lock);
+		return myce_http_error(resp, row ? 409 : 404, "migration %ld is not waiting for a hand-off", id);
+	}
+	/* Recorded before the routes move, so a rollback knows to move them back. */
+	db_exec(c, NULL, "UPDATE migrations SET handoff = 1 WHERE id = %ld", id);
+	set_phase(c, id, "transfer");
+	pthread_mutex_unlock(&c->lock);
+	_cleanup_json_ cJSON *carried = cJSON_Parse(myce_json_str(row, "carried"));
+	_cleanup_free_ char *via = myce_node_ip(myce_node_index(myce_json_str(row, "dst_node")));
+	const cJSON *a;
+	cJSON_ArrayForEach(a, carried)
+	{
+		_cleanup_error_ struct myce_error *e = NULL;
+		if (net_route_addr(a->valuestring, via, &e) < 0)
+			return myce_http_error(resp, 500, "%s", myce_error_msg(e));
+	}
+	resp->json = cJSON_CreateObject();
+	cJSON_AddBoolToObject(resp->json, "ok", true);
+}
+
+static double ms_between(const cJSON *phases, const char *a, const char *b)
+{
+	double ta = -1, tb = -1;
+	const cJSON *p;
+	cJSON_ArrayForEach(p, phases)
+	{
+		const char *n = myce_json_str(p, "phase");
+		if (ta < 0 && !strcmp(n, a))
+			ta = myce_json_num(p, "t_us", -1);
+		if (tb < 0 && !strcmp(n, b))
+			tb = myce_json_num(p, "t_us", -1);
+	}
+	return ta >= 0 && tb >= 0 ? (tb - ta) / 1000.0 : -1;
+}
+
+cJSON *mig_get(struct coord *c, long id)
+{
+	cJSON *m = db_query_one(c, "SELECT id, app, src_node AS 'from', dst_node AS 'to', src_pod, dst_pod, mode, phase,"
+				   " outcome, reason, result, created_us, updated_us FROM migrations WHERE id = %ld", id);
+	if (!m)
+		return NULL;
+	cJSON *phases = db_query(c, "SELECT phase, t_us FROM phases WHERE migration_id = %ld ORDER BY rowid", id);
+	_cleanup_json_ cJSON *res = NULL;
+	const char *rs = myce_json_str(m, "result");
+	if (rs)
+		res = cJSON_Parse(rs);
+	cJSON_DeleteItemFromObject(m, "result");
+	cJSON *t = cJSON_CreateObject();
+	const char *end = myce_json_str(m, "outcome");
+	cJSON_AddNumberToObject(t, "prepare_ms", ms_between(phases, "prepare", "dump"));
+	if (res) {
+		double dump = myce_json_num(res, "dump_ms", -1);
+		double fs = myce_json_num(res, "freeze_start_wall_us", 0);
+		double re = myce_json_num(res, "restore_end_wall_us", 0);
+		cJSON_AddNumberToObject(t, "dump_ms", dump);
+		cJSON_AddNumberToObject(t, "transfer_ms", myce_json_num(res, "transfer_ms", -1));
+		cJSON_AddNumberToObject(t, "restore_ms", myce_json_num(res, "restore_ms", -1));
+		cJSON_AddNumberToObject(t, "network_switch_ms",
+					myce_json_num(res, "handoff_ms", 0) + myce_json_num(res, "service_switch_ms", 0));
+		cJSON_AddNumberToObject(t, "freeze_window_ms", fs > 0 && re > fs ? (re - fs) / 1000.0 : -1);
+		cJSON_AddNumberToObject(m, "bytes_raw", myce_json_num(res, "bytes_raw", 0));
+		cJSON_AddNumberToObject(m, "bytes_wire", myce_json_num(res, "bytes_wire", 0));
+		cJSON_AddNumberToObject(m, "zstd_level", myce_json_num(res, "zstd_level", 0));
+	}
+	if (end)
+		cJSON_AddNumberToObject(t, "total_ms", ms_between(phases, "accepted", end));
+	cJSON_AddItemToObject(m, "timings", t);
+	cJSON_AddItemToObject(m, "phases", phases);
+	return m;
+}

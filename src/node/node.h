@@ -1,0 +1,72 @@
+/* myce-node: the node daemon.  Everything that needs a node's privileges:
+ * creating pods (namespaces, veth, addresses), streaming checkpoints to
+ * other nodes and receiving them, the network preparation of a migration
+ * target.  Runs inside its node's network namespace. */
+#ifndef MYCE_NODE_H
+#define MYCE_NODE_H
+
+#include "error.h"
+#include "http.h"
+
+#include <pthread.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+struct pod {
+	long id;
+	char *app;
+	char *addr;       /* the pod's own address */
+	cJSON *carried;   /* array of addresses it carries for earlier pods */
+	pid_t agent_pid;  /* in the node daemon's PID namespace; 0 once exited */
+	bool target;      /* created as a migration target */
+	struct pod *next;
+};
+
+struct transfer {
+	long migration_id;
+	uint64_t raw_done, raw_total, wire_done;
+	struct transfer *next;
+};
+
+struct node {
+	char *name;
+	int idx;
+	char *ip;
+	char *coord_url;
+	char *token;
+	char *exe_dir;
+	pthread_mutex_t lock; /* protects pods and transfers */
+	struct pod *pods;
+	struct transfer *transfers;
+	bool fault_fired;     /* fault.c: each injected fault fires once */
+};
+
+/* pods.c */
+int pod_create(struct node *n, const cJSON *spec, struct pod **out, struct myce_error **err);
+int pod_delete(struct node *n, long id, struct myce_error **err);
+struct pod *pod_find(struct node *n, long id); /* call with n->lock held */
+void pod_reaped(struct node *n, pid_t pid);
+/* Reaps agents that exited (SIGCHLD). */
+void pods_reap(struct node *n);
+cJSON *pod_to_json(const struct pod *p);
+char *pod_agent_sock(long id);
+void pods_delete_all(struct node *n);
+
+/* send.c: the source side of a migration (checkpoint and stream). */
+void node_send(struct node *n, long pod_id, const cJSON *req, struct myce_http_resp *resp);
+/* The destination's guard, addresses and routes for a migration target. */
+int node_target_network(struct node *n, struct pod *p, const cJSON *carried, struct myce_error **err);
+/* local rollback: restore the pod's application from its local checkpoint. */
+void node_restore_local(struct node *n, long pod_id, struct myce_http_resp *resp);
+cJSON *node_transfer_get(struct node *n, long migration_id);
+
+/* fault.c: test-only fault injection (MYCE_FAULT). */
+bool fault_fire(struct node *n, const char *name);
+/* Returns a descriptor that relays to fd, flipping the byte at flip_at. */
+int fault_corrupting_relay(int fd, uint64_t flip_at);
+
+/* recv.c: the destination side: accepts streams on MYCE_STREAM_PORT. */
+int node_recv_start(struct node *n, struct myce_error **err);
+
+#endif

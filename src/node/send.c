@@ -1,0 +1,241 @@
+/* The source side of a live migration, driven by the coordinator:
+ * handshake with the destination node (it prepares guard, addresses and
+ * routes while the application still serves), freeze + dump through the
+ * agent, hand-off request to the coordinator in parallel with the stream,
+ * then the destination's restore answer.  Everything the coordinator needs
+ * comes back in one JSON answer with per-phase timings. */
+#include "node.h"
+
+#include "agentctl.h"
+#include "cluster.h"
+#include "frame.h"
+#include "log.h"
+#include "stream.h"
+#include "util.h"
+
+#include <errno.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <string.h>
+#include <sys/socket.h>
+
+struct handoff_call {
+	struct node *n;
+	long mid;
+	pthread_t thread;
+	bool started;
+	int status;
+	double ms;
+	char *error;
+};
+
+/* Asks the coordinator to route the carried addresses to the destination:
+ * runs while the checkpoint streams, so it costs no freeze time. */
+static void *handoff_thread(void *arg)
+{
+	struct handoff_call *h = arg;
+	_cleanup_free_ char *url = xasprintf("%s/v1/migrations/%ld/handoff", h->n->coord_url, h->mid);
+	_cleanup_error_ struct myce_error *e = NULL;
+	int64_t t0 = myce_now_us();
+	h->status = myce_http_call("POST", url, h->n->token, NULL, 10000, NULL, &e);
+	h->ms = (double)(myce_now_us() - t0) / 1000.0;
+	if (h->status != 200)
+		h->error = xstrdup(myce_error_msg(e));
+	return NULL;
+}
+
+struct progress_ctx {
+	struct node *n;
+	long mid;
+};
+
+static void on_progress(void *ud, uint64_t raw_done, uint64_t raw_total, uint64_t wire_done)
+{
+	struct progress_ctx *c = ud;
+	pthread_mutex_lock(&c->n->lock);
+	for (struct transfer *t = c->n->transfers; t; t = t->next) {
+		if (t->migration_id == c->mid) {
+			t->raw_done = raw_done;
+			t->raw_total = raw_total;
+			t->wire_done = wire_done;
+		}
+	}
+	pthread_mutex_unlock(&c->n->lock);
+}
+
+static void transfer_track(struct node *n, long mid, bool add)
+{
+	pthread_mutex_lock(&n->lock);
+	if (add) {
+		struct transfer *t = xzalloc(sizeof(*t));
+		t->migration_id = mid;
+		t->next = n->transfers;
+		n->transfers = t;
+	} else {
+		for (struct transfer **pp = &n->transfers; *pp; pp = &(*pp)->next) {
+			if ((*pp)->migration_id == mid) {
+				struct transfer *t = *pp;
+				*pp = t->next;
+				free(t);
+				break;
+			}
+		}
+	}
+	pthread_mutex_unlock(&n->lock);
+}
+
+cJSON *node_transfer_get(struct node *n, long mid)
+{
+	cJSON *o = NULL;
+	pthread_mutex_lock(&n->lock);
+	for (struct transfer *t = n->transfers; t; t = t->next) {
+		if (t->migration_id == mid) {
+			o = cJSON_CreateObject();
+			cJSON_AddNumberToObject(o, "raw_done", (double)t->raw_done);
+			cJSON_AddNumberToObject(o, "raw_total", (double)t->raw_total);
+			cJSON_AddNumberToObject(o, "wire_done", (double)t->wire_done);
+		}
+	}
+	pthread_mutex_unlock(&n->lock);
+	return o;
+}
+
+static void fail(cJSON *out, const char *phase, bool dumped, const char *msg)
+{
+	cJSON_AddBoolToObject(out, "ok", false);
+	cJSON_AddStringToObject(out, "failed_phase", phase);
+	cJSON_AddBoolToObject(out, "dumped", dumped);
+	cJSON_AddStringToObject(out, "error", msg);
+	log_error("migration: %s failed: %s", phase, msg);
+}
+
+static void copy_num(cJSON *dst, const char *dkey, const cJSON *src, const char *skey)
+{
+	cJSON_AddNumberToObject(dst, dkey, myce_json_num(src, skey, 0));
+}
+
+void node_send(struct node *n, long pod_id, const cJSON *req, struct myce_http_resp *resp)
+{
+	long mid = (long)myce_json_num(req, "migration_id", -1);
+	const char *dest_ip = myce_json_str(req, "dest_ip");
+	long dest_pod = (long)myce_json_num(req, "dest_pod_id", -1);
+	const cJSON *carried = cJSON_GetObjectItem(req, "carried");
+	int level = (int)myce_json_num(req, "zstd_level", 1);
+	if (mid < 0 || !dest_ip || dest_pod < 0 || !cJSON_IsArray(carried))
+		return myce_http_error(resp, 400, "send needs migration_id, dest_ip, dest_pod_id, carried");
+	pthread_mutex_lock(&n->lock);
+	struct pod *p = pod_find(n, pod_id);
+	pid_t agent_pid = p ? p->agent_pid : 0;
+	pthread_mutex_unlock(&n->lock);
+	if (!p)
+		return myce_http_error(resp, 404, "no pod %ld on %s", pod_id, n->name);
+	if (agent_pid <= 0)
+		return myce_http_error(resp, 409, "pod %ld has no running agent", pod_id);
+
+	cJSON *out = cJSON_CreateObject();
+	resp->json = out;
+	resp->status = 200;
+	_cleanup_error_ struct myce_error *e = NULL;
+	_cleanup_free_ char *sock = pod_agent_sock(pod_id);
+	int64_t t_begin = myce_now_us();
+
+	/* 1. Handshake: the destination prepares while we still serve. */
+	_cleanup_close_ int fd = myce_tcp_connect(dest_ip, MYCE_STREAM_PORT, 5000, &e);
+	if (fd < 0)
+		return fail(out, "prepare", false, myce_error_msg(e));
+	int buf = 4 * 1024 * 1024;
+	setsockopt(fd, SOL_SOCKET, SO_SNDBUF, &buf, sizeof(buf));
+	_cleanup_json_ cJSON *hello = cJSON_CreateObject();
+	cJSON_AddStringToObject(hello, "op", "migrate");
+	cJSON_AddNumberToObject(hello, "migration_id", (double)mid);
+	cJSON_AddNumberToObject(hello, "pod_id", (double)dest_pod);
+	cJSON_AddItemToObject(hello, "carried", cJSON_Duplicate(carried, true));
+	_cleanup_json_ cJSON *ready = NULL;
+	if (myce_frame_send(fd, hello, &e) < 0 || myce_frame_recv(fd, 15000, &ready, &e) < 0)
+		return fail(out, "prepare", false, myce_error_msg(e));
+	if (!myce_json_bool(ready, "ok", false)) {
+		const char *m = myce_json_str(ready, "error");
+		return fail(out, "prepare", false, m ? m : "destination refused");
+	}
+	cJSON_AddNumberToObject(out, "prepare_net_ms", (double)(myce_now_us() - t_begin) / 1000.0);
+
+	/* 2. Freeze and dump. */
+	_cleanup_json_ cJSON *ckreq = cJSON_CreateObject();
+	cJSON_AddStringToObject(ckreq, "op", "checkpoint");
+	_cleanup_json_ cJSON *ck = NULL;
+	if (myce_agentctl_call(sock, ckreq, 120000, &ck, &e) < 0) {
+		myce_stream_send_abort(fd, myce_error_msg(e));
+		return fail(out, "dump", false, myce_error_msg(e));
+	}
+	copy_num(out, "freeze_start_wall_us", ck, "start_wall_us");
+	copy_num(out, "dump_ms", ck, "dump_ms");
+	if (!myce_json_bool(ck, "ok", false)) {
+		const char *m = myce_json_str(ck, "error");
+		myce_stream_send_abort(fd, m ? m : "dump failed");
+		return fail(out, "dump", false, m ? m : "dump failed");
+	}
+	/* From here on the application is stopped: every millisecond counts. */
+	if (fault_fire(n, "corrupt-stream"))
+		fd = fault_corrupting_relay(steal_fd(&fd), 200000);
+	struct handoff_call h = {.n = n, .mid = mid};
+	h.started = pthread_create(&h.thread, NULL, handoff_thread, &h) == 0;
+
+	/* 3. Stream images and the pod's private /dev/shm. */
+	_cleanup_free_ char *dir = myce_pod_dir(pod_id);
+	_cleanup_free_ char *imgdir = xasprintf("%s/images", dir);
+	_cleanup_free_ char *shm = xasprintf("/proc/%d/root/dev/shm", (int)agent_pid);
+	struct myce_stream_source srcs[] = {{"img", imgdir, false}, {"shm", shm, true}};
+	struct myce_stream_stats st = {0};
+	struct progress_ctx pc = {n, mid};
+	transfer_track(n, mid, true);
+	_cleanup_free_ char *meta = xasprintf("{\"migration_id\":%ld}", mid);
+	int64_t t_x = myce_now_us();
+	int rs = myce_stream_send(fd, meta, srcs, ARRAY_SIZE(srcs), level, on_progress, &pc, &st, &e);
+	transfer_track(n, mid, false);
+	cJSON_AddNumberToObject(out, "transfer_ms", (double)(myce_now_us() - t_x) / 1000.0);
+	cJSON_AddNumberToObject(out, "bytes_raw", (double)st.raw_bytes);
+	cJSON_AddNumberToObject(out, "bytes_wire", (double)st.wire_bytes);
+	cJSON_AddNumberToObject(out, "files", (double)st.files);
+	cJSON_AddNumberToObject(out, "zstd_level", level);
+
+	_cleanup_json_ cJSON *done = NULL;
+	int rr = rs < 0 ? -1 : myce_frame_recv(fd, 180000, &done, &e);
+	if (h.started)
+		pthread_join(h.thread, NULL);
+	cJSON_AddNumberToObject(out, "handoff_ms", h.ms);
+	cJSON_AddNumberToObject(out, "handoff_status", h.status);
+	free(h.error);
+	if (rs < 0)
+		return fail(out, "transfer", true, myce_error_msg(e));
+	if (rr < 0)
+		return fail(out, "restore", true, myce_error_msg(e));
+	copy_num(out, "restore_ms", done, "restore_ms");
+	copy_num(out, "restore_start_wall_us", done, "start_wall_us");
+	copy_num(out, "restore_end_wall_us", done, "end_wall_us");
+	copy_num(out, "recv_ms", done, "recv_ms");
+	if (!myce_json_bool(done, "ok", false)) {
+		const char *m = myce_json_str(done, "error");
+		const char *ph = myce_json_str(done, "failed_phase");
+		return fail(out, ph ? ph : "restore", true, m ? m : "destination failed");
+	}
+	cJSON_AddBoolToObject(out, "ok", true);
+	cJSON_AddBoolToObject(out, "dumped", true);
+}
+
+void node_restore_local(struct node *n, long pod_id, struct myce_http_resp *resp)
+{
+	pthread_mutex_lock(&n->lock);
+	bool exists = pod_find(n, pod_id) != NULL;
+	pthread_mutex_unlock(&n->lock);
+	if (!exists)
+		return myce_http_error(resp, 404, "no pod %ld on %s", pod_id, n->name);
+	_cleanup_free_ char *sock = pod_agent_sock(pod_id);
+	_cleanup_json_ cJSON *req = cJSON_CreateObject();
+	cJSON_AddStringToObject(req, "op", "restore");
+	cJSON *out = NULL;
+	_cleanup_error_ struct myce_error *e = NULL;
+	if (myce_agentctl_call(sock, req, 120000, &out, &e) < 0)
+		return myce_http_error(resp, 500, "%s", myce_error_msg(e));
+	resp->json = out;
+	resp->status = myce_json_bool(out, "ok", false) ? 200 : 500;
+}
