@@ -20,6 +20,9 @@ struct coord {
 	int zstd_level;        /* -1: choose from the link */
 };
 
+/* api.c: the HTTP handler (myce_http_handler). */
+void coord_api_handle(void *ctx, const struct myce_http_req *req, struct myce_http_resp *resp);
+
 /* db.c */
 int db_open(struct coord *c, const char *path, struct myce_error **err);
 /* Runs sql with printf-style %Q/%q quoting (sqlite3_mprintf); lock held. */

@@ -1,0 +1,201 @@
+/* The coordinator's REST API: routing, request validation, the paper's
+ * register / remove / migrate / copy and the reads.  Documented in
+ * api/openapi.yaml. */
+#include "coord.h"
+
+#include "cluster.h"
+#include "log.h"
+#include "util.h"
+
+#include <errno.h>
+#include <string.h>
+
+static bool path_tail(const char *path, const char *prefix, const char **tail)
+{
+	size_t n = strlen(prefix);
+	if (strncmp(path, prefix, n) != 0 || !path[n])
+		return false;
+	*tail = path + n;
+	return true;
+}
+
+static bool parse_id(const char *s, long *id, const char **rest)
+{
+	char *end;
+	errno = 0;
+	long v = strtol(s, &end, 10);
+	if (errno || end == s || v < 0)
+		return false;
+	*id = v;
+	*rest = end;
+	return true;
+}
+
+static void on_register(struct coord *c, const cJSON *b, struct myce_http_resp *resp)
+{
+	const cJSON *idj = cJSON_GetObjectItem(b, "pod_id");
+	const char *node = myce_json_str(b, "node");
+	if (!cJSON_IsNumber(idj) || !node)
+		return myce_http_error(resp, 400, "register needs pod_id (number) and node");
+	long id = (long)idj->valuedouble;
+	pthread_mutex_lock(&c->lock);
+	_cleanup_json_ cJSON *p = db_query_one(c, "SELECT id, node, state, role FROM pods WHERE id = %ld", id);
+	if (!p || strcmp(myce_json_str(p, "state"), "creating") != 0 || strcmp(myce_json_str(p, "node"), node) != 0) {
+		pthread_mutex_unlock(&c->lock);
+		return myce_http_error(resp, p ? 409 : 404, "pod %ld is not expected to register from %s", id, node);
+	}
+	bool target = !strcmp(myce_json_str(p, "role"), "target");
+	db_exec(c, NULL, "UPDATE pods SET state = %Q WHERE id = %ld", target ? "waiting" : "running", id);
+	resp->json = cJSON_CreateObject();
+	cJSON_AddStringToObject(resp->json, "role", target ? "target" : "start");
+	if (target) {
+		_cleanup_json_ cJSON *m = db_query_one(c, "SELECT id FROM migrations WHERE dst_pod = %ld", id);
+		cJSON_AddNumberToObject(resp->json, "migration_id", myce_json_num(m, "id", -1));
+	}
+	pthread_cond_broadcast(&c->changed);
+	pthread_mutex_unlock(&c->lock);
+}
+
+static void on_remove(struct coord *c, const cJSON *b, struct myce_http_resp *resp)
+{
+	const cJSON *idj = cJSON_GetObjectItem(b, "pod_id");
+	if (!cJSON_IsNumber(idj))
+		return myce_http_error(resp, 400, "remove needs pod_id (number)");
+	long id = (long)idj->valuedouble;
+	pthread_mutex_lock(&c->lock);
+	_cleanup_json_ cJSON *p = db_query_one(c, "SELECT id FROM pods WHERE id = %ld AND state != 'deleted'", id);
+	_cleanup_json_ cJSON *m = db_query_one(c, "SELECT id FROM migrations WHERE src_pod = %ld AND outcome IS NULL", id);
+	pthread_mutex_unlock(&c->lock);
+	if (!p)
+		return myce_http_error(resp, 404, "unknown pod %ld", id);
+	resp->json = cJSON_CreateObject();
+	cJSON_AddBoolToObject(resp->json, "checkpoint", m != NULL);
+	if (m)
+		cJSON_AddNumberToObject(resp->json, "migration_id", myce_json_num(m, "id", -1));
+}
+
+static void on_copy(struct coord *c, const cJSON *b, struct myce_http_resp *resp)
+{
+	const cJSON *idj = cJSON_GetObjectItem(b, "migration_id");
+	if (!cJSON_IsNumber(idj))
+		return myce_http_error(resp, 400, "copy needs migration_id (number)");
+	pthread_mutex_lock(&c->lock);
+	_cleanup_json_ cJSON *m = db_query_one(c, "SELECT id, dst_node FROM migrations WHERE id = %ld AND outcome IS NULL",
+					       (long)idj->valuedouble);
+	pthread_mutex_unlock(&c->lock);
+	if (!m)
+		return myce_http_error(resp, 404, "no migration %ld in progress", (long)idj->valuedouble);
+	/* The local runtime streams node to node on its own; copy tells the
+	 * agent where its checkpoint goes. */
+	resp->json = cJSON_CreateObject();
+	cJSON_AddStringToObject(resp->json, "dest_node", myce_json_str(m, "dst_node"));
+}
+
+static void on_migration_get(struct coord *c, long id, struct myce_http_resp *resp)
+{
+	pthread_mutex_lock(&c->lock);
+	cJSON *m = mig_get(c, id);
+	pthread_mutex_unlock(&c->lock);
+	if (!m)
+		return myce_http_error(resp, 404, "no migration %ld", id);
+	const char *ph = myce_json_str(m, "phase");
+	if (!strcmp(ph, "dump") || !strcmp(ph, "transfer")) {
+		_cleanup_free_ char *path = xasprintf("/v1/transfers/%ld", id);
+		cJSON *t = NULL;
+		if (node_call(c, myce_json_str(m, "from"), "GET", path, NULL, 1000, &t, NULL) == 200)
+			cJSON_AddItemToObject(m, "progress", t);
+		else
+			cJSON_Delete(t);
+	}
+	resp->json = m;
+}
+
+static void metrics(struct coord *c, struct myce_http_resp *resp)
+{
+	pthread_mutex_lock(&c->lock);
+	_cleanup_json_ cJSON *out = db_query(c, "SELECT COALESCE(outcome, 'in-progress') AS o, COUNT(*) AS n FROM migrations GROUP BY o");
+	_cleanup_json_ cJSON *pods = db_query_one(c, "SELECT COUNT(*) AS n FROM pods WHERE state != 'deleted'");
+	pthread_mutex_unlock(&c->lock);
+	size_t cap = 4096;
+	char *t = xzalloc(cap);
+	size_t len = (size_t)snprintf(t, cap, "# HELP mycedrive_migrations_total Migrations by outcome.\n"
+					      "# TYPE mycedrive_migrations_total counter\n");
+	const cJSON *r;
+	cJSON_ArrayForEach(r, out)
+		len += (size_t)snprintf(t + len, cap - len, "mycedrive_migrations_total{outcome=\"%s\"} %.0f\n",
+					myce_json_str(r, "o"), myce_json_num(r, "n", 0));
+	snprintf(t + len, cap - len, "# HELP mycedrive_registered_containers Live pods.\n"
+				     "# TYPE mycedrive_registered_containers gauge\nmycedrive_registered_containers %.0f\n",
+		 myce_json_num(pods, "n", 0));
+	resp->text = t;
+	resp->content_type = "text/plain; version=0.0.4";
+}
+
+void coord_api_handle(void *ctx, const struct myce_http_req *req, struct myce_http_resp *resp)
+{
+	struct coord *c = ctx;
+	const char *m = req->method, *p = req->path, *tail, *rest;
+	bool get = !strcmp(m, "GET"), post = !strcmp(m, "POST");
+	long id;
+	if (post && !req->body && strcmp(p, "/v1/remove") && !path_tail(p, "/v1/migrations/", &tail))
+		return myce_http_error(resp, 400, "request body required");
+	if (req->body && !cJSON_IsObject(req->body))
+		return myce_http_error(resp, 400, "request body must be a JSON object");
+	if (!strcmp(p, "/healthz") && get) {
+		resp->json = cJSON_CreateObject();
+		cJSON_AddStringToObject(resp->json, "status", "ok");
+		return;
+	}
+	if (!strcmp(p, "/metrics") && get)
+		return metrics(c, resp);
+	if (!strcmp(p, "/v1/nodes") && post) {
+		const char *name = myce_json_str(req->body, "name"), *ip = myce_json_str(req->body, "ip");
+		if (myce_node_index(name) < 0 || !ip)
+			return myce_http_error(resp, 400, "node needs a name nodeN and an ip");
+		pthread_mutex_lock(&c->lock);
+		db_exec(c, NULL, "INSERT OR REPLACE INTO nodes(name, ip, registered_us) VALUES(%Q, %Q, %lld)", name, ip,
+			(long long)myce_wall_us());
+		pthread_mutex_unlock(&c->lock);
+		resp->json = cJSON_CreateObject();
+		cJSON_AddStringToObject(resp->json, "name", name);
+		log_info("node %s registered (%s)", name, ip);
+		return;
+	}
+	const char *list = NULL;
+	if (get && !strcmp(p, "/v1/nodes"))
+		list = "SELECT n.name, n.ip, (SELECT COUNT(*) FROM pods p WHERE p.node = n.name AND p.state != 'deleted') AS pods FROM nodes n ORDER BY n.name";
+	else if (get && (!strcmp(p, "/v1/pods") || !strcmp(p, "/v1/containers")))
+		list = "SELECT id, app, node, addr, carried, state, role FROM pods WHERE state != 'deleted' ORDER BY id";
+	else if (get && !strcmp(p, "/v1/services"))
+		list = "SELECT a.name, a.svc_ip, a.port, p.addr AS endpoint, p.node FROM apps a JOIN pods p ON p.id = a.pod_id ORDER BY a.name";
+	else if (get && !strcmp(p, "/v1/apps"))
+		list = "SELECT a.name, a.port, a.svc_ip, a.cmd, a.migrating, p.node, p.addr, p.id AS pod_id FROM apps a JOIN pods p ON p.id = a.pod_id ORDER BY a.name";
+	else if (get && !strcmp(p, "/v1/migrations"))
+		list = "SELECT id, app, src_node AS 'from', dst_node AS 'to', phase, outcome, reason FROM migrations ORDER BY id";
+	if (list) {
+		pthread_mutex_lock(&c->lock);
+		resp->json = db_query(c, "%s", list);
+		pthread_mutex_unlock(&c->lock);
+		return;
+	}
+	if (!strcmp(p, "/v1/apps") && post)
+		return apps_create(c, req->body, resp);
+	if (path_tail(p, "/v1/apps/", &tail) && !strcmp(m, "DELETE"))
+		return apps_delete(c, tail, resp);
+	if (!strcmp(p, "/v1/register") && post)
+		return on_register(c, req->body, resp);
+	if (!strcmp(p, "/v1/remove") && post)
+		return on_remove(c, req->body, resp);
+	if (!strcmp(p, "/v1/migrate") && post)
+		return mig_start(c, req->body, resp);
+	if (!strcmp(p, "/v1/copy") && post)
+		return on_copy(c, req->body, resp);
+	if (path_tail(p, "/v1/migrations/", &tail) && parse_id(tail, &id, &rest)) {
+		if (!*rest && get)
+			return on_migration_get(c, id, resp);
+		if (!strcmp(rest, "/handoff") && post)
+			return mig_handoff(c, id, resp);
+	}
+	myce_http_error(resp, 404, "no route for %s %s", m, p);
+}
+
