@@ -102,13 +102,15 @@ int myce_ckpt_dump(int pid, const char *imgdir, struct myce_ckpt_result *res, st
 	return 0;
 }
 
-int myce_ckpt_restore(const char *imgdir, void (*post_restore)(void), struct myce_ckpt_result *res,
+int myce_ckpt_restore(const char *imgdir, bool tcp_close, void (*post_restore)(void), struct myce_ckpt_result *res,
 		      struct myce_error **err)
 {
 	_cleanup_close_ int dirfd = -1;
 	_cleanup_criu_opts_ criu_opts *o = opts_new(imgdir, &dirfd, "restore.log", err);
 	if (!o)
 		return -1;
+	if (tcp_close)
+		criu_local_set_tcp_close(o, true);
 	notify_post_restore = post_restore;
 	criu_local_set_notify_cb(o, on_notify);
 	memset(res, 0, sizeof(*res));

@@ -7,6 +7,7 @@
 
 #include "error.h"
 
+#include <stdbool.h>
 #include <stdint.h>
 
 struct myce_ckpt_result {
@@ -21,8 +22,9 @@ struct myce_ckpt_result {
  * in place (remove it with myce_nft_delete_tables_prefix("CRIU-")). */
 int myce_ckpt_dump(int pid, const char *imgdir, struct myce_ckpt_result *res, struct myce_error **err);
 /* Restores from imgdir.  post_restore (may be NULL) runs when CRIU reports
- * "post-restore": the tasks exist and are about to resume. */
-int myce_ckpt_restore(const char *imgdir, void (*post_restore)(void), struct myce_ckpt_result *res,
+ * "post-restore": the tasks exist and are about to resume.  tcp_close
+ * restores established connections closed (the stop-and-copy baseline). */
+int myce_ckpt_restore(const char *imgdir, bool tcp_close, void (*post_restore)(void), struct myce_ckpt_result *res,
 		      struct myce_error **err);
 /* `criu check` through the service: 0 if CRIU works here. */
 int myce_ckpt_check(struct myce_error **err);

@@ -14,6 +14,9 @@ cleanup() {
     rm -rf "$tmp"
 }
 trap cleanup EXIT INT TERM
+# One embedded cluster at a time on this machine (tests and benchmark too).
+exec 9>/run/lock/mycedrive-cluster.lock
+flock 9
 
 echo "== cluster: 3 edge nodes, ${RATE} Mbit/s links"
 "$ctl" cluster down >/dev/null 2>&1 || true

@@ -176,10 +176,11 @@ static cJSON *op_restore(struct agent *a, const cJSON *req)
 	const char *dir = myce_json_str(req, "dir");
 	_cleanup_free_ char *imgdir = dir ? xstrdup(dir) : xasprintf("%s/images", a->dir);
 	bool guard = myce_json_bool(req, "guard", false);
+	bool tcp_close = myce_json_bool(req, "tcp_close", false);
 	struct myce_ckpt_result res;
 	_cleanup_error_ struct myce_error *e = NULL;
 	criu_window(a, true);
-	int rc = myce_ckpt_restore(imgdir, guard ? drop_guard : NULL, &res, &e);
+	int rc = myce_ckpt_restore(imgdir, tcp_close, guard ? drop_guard : NULL, &res, &e);
 	criu_window(a, false);
 	/* On failure the guard stays: until the coordinator has routed the
 	 * addresses back and deleted this pod, packets must not meet RSTs. */

@@ -41,7 +41,7 @@ int cmd_migrate(struct cli *c, int argc, char **argv)
 			return cli_fail("migrate: unexpected argument %s", argv[i]);
 	}
 	if (!name || !to)
-		return cli_fail("usage: mycectl migrate NAME --to NODE [--mode live] [-o json]");
+		return cli_fail("usage: mycectl migrate NAME --to NODE [--mode live|stop-and-copy|redeploy] [-o json]");
 	_cleanup_json_ cJSON *body = cJSON_CreateObject();
 	cJSON_AddStringToObject(body, "app", name);
 	cJSON_AddStringToObject(body, "to", to);

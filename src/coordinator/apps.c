@@ -74,7 +74,7 @@ bool pods_wait_state(struct coord *c, long id, const char *s1, const char *s2, i
 	}
 }
 
-static bool app_ready(const char *addr, int port, int timeout_ms)
+bool app_ready(const char *addr, int port, int timeout_ms)
 {
 	for (int64_t end = myce_now_us() + (int64_t)timeout_ms * 1000; myce_now_us() < end;) {
 		int fd = myce_tcp_connect(addr, port, 500, NULL);

@@ -48,6 +48,8 @@ void apps_delete(struct coord *c, const char *name, struct myce_http_resp *resp)
 char *pods_alloc_addr(struct coord *c, const char *node);
 /* Waits until pod id reaches one of the states (lock held); false on timeout. */
 bool pods_wait_state(struct coord *c, long id, const char *s1, const char *s2, int timeout_ms);
+/* True once addr:port accepts TCP connections (polled up to timeout_ms). */
+bool app_ready(const char *addr, int port, int timeout_ms);
 /* Calls the node daemon: method + path, JSON in/out. Returns HTTP status or <0. */
 int node_call(struct coord *c, const char *node, const char *method, const char *path, const cJSON *body,
 	      long timeout_ms, cJSON **out, struct myce_error **err);

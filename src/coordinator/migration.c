@@ -16,7 +16,7 @@
 struct mig {
 	struct coord *c;
 	long id;
-	char *app, *src_node, *dst_node, *dst_addr;
+	char *app, *src_node, *dst_node, *dst_addr, *mode;
 	long src_pod, dst_pod;
 	cJSON *carried; /* addresses the destination takes over */
 	cJSON *cmd;
@@ -29,6 +29,7 @@ static void mig_free(struct mig *m)
 	free(m->src_node);
 	free(m->dst_node);
 	free(m->dst_addr);
+	free(m->mode);
 	cJSON_Delete(m->carried);
 	cJSON_Delete(m->cmd);
 	free(m);
@@ -146,11 +147,59 @@ static void commit(struct mig *m, const cJSON *res)
 	delete_pod(m, m->src_node, m->src_pod);
 }
 
+/* The Kubernetes baseline: stop the application, start it fresh on the
+ * destination (its memory is lost), point the service at it. */
+static void redeploy(struct mig *m)
+{
+	struct coord *c = m->c;
+	_cleanup_error_ struct myce_error *e = NULL;
+	phase(m, "stop");
+	delete_pod(m, m->src_node, m->src_pod);
+	pthread_mutex_lock(&c->lock);
+	_cleanup_json_ cJSON *src = db_query_one(c, "SELECT addr, carried FROM pods WHERE id = %ld", m->src_pod);
+	_cleanup_json_ cJSON *app = db_query_one(c, "SELECT svc_ip, port FROM apps WHERE name = %Q", m->app);
+	pthread_mutex_unlock(&c->lock);
+	_cleanup_json_ cJSON *old = cJSON_Parse(myce_json_str(src, "carried"));
+	const cJSON *a;
+	cJSON_ArrayForEach(a, old)
+		net_route_addr_del(a->valuestring);
+	phase(m, "start");
+	_cleanup_json_ cJSON *spec = cJSON_CreateObject();
+	cJSON_AddNumberToObject(spec, "id", (double)m->dst_pod);
+	cJSON_AddStringToObject(spec, "app", m->app);
+	cJSON_AddStringToObject(spec, "addr", m->dst_addr);
+	cJSON_AddItemToObject(spec, "cmd", cJSON_Duplicate(m->cmd, true));
+	int st = node_call(c, m->dst_node, "POST", "/v1/pods", spec, 30000, NULL, &e);
+	pthread_mutex_lock(&c->lock);
+	bool ok = st == 201 && pods_wait_state(c, m->dst_pod, "running", NULL, 20000);
+	pthread_mutex_unlock(&c->lock);
+	int port = (int)myce_json_num(app, "port", 0);
+	if (ok && !app_ready(m->dst_addr, port, 20000))
+		ok = false;
+	if (!ok) {
+		/* Nothing to roll back to: the state was given up with the pod. */
+		_cleanup_free_ char *why = xasprintf("start on %s: %s", m->dst_node,
+						     e ? myce_error_msg(e) : "application not ready in time");
+		finish(m, "failed", why, NULL);
+		return;
+	}
+	pthread_mutex_lock(&c->lock);
+	net_service_set(myce_json_str(app, "svc_ip"), port, myce_json_str(src, "addr"), m->dst_addr, NULL);
+	db_exec(c, NULL, "UPDATE apps SET pod_id = %ld WHERE name = %Q;", m->dst_pod, m->app);
+	pthread_mutex_unlock(&c->lock);
+	finish(m, "completed", NULL, NULL);
+}
+
 static void *mig_thread(void *arg)
 {
 	struct mig *m = arg;
 	struct coord *c = m->c;
 	_cleanup_error_ struct myce_error *e = NULL;
+	if (!strcmp(m->mode, "redeploy")) {
+		redeploy(m);
+		mig_free(m);
+		return NULL;
+	}
 
 	/* prepare: the destination pod, its agent registers and waits. */
 	phase(m, "prepare");
@@ -184,6 +233,8 @@ static void *mig_thread(void *arg)
 	cJSON_AddNumberToObject(req, "dest_pod_id", (double)m->dst_pod);
 	cJSON_AddItemToObject(req, "carried", cJSON_Duplicate(m->carried, true));
 	cJSON_AddNumberToObject(req, "zstd_level", m->level);
+	/* stop-and-copy: the paper's CRIU baseline, connections not preserved. */
+	cJSON_AddBoolToObject(req, "tcp_close", !strcmp(m->mode, "stop-and-copy"));
 	_cleanup_free_ char *path = xasprintf("/v1/pods/%ld/send", m->src_pod);
 	_cleanup_json_ cJSON *res = NULL;
 	myce_error_freep(&e);
@@ -221,8 +272,11 @@ void mig_start(struct coord *c, const cJSON *body, struct myce_http_resp *resp)
 	const char *mode = myce_json_str(body, "mode");
 	if (!app || !to)
 		return myce_http_error(resp, 400, "migrate needs \"app\" and \"to\"");
-	if (mode && strcmp(mode, "live") != 0)
-		return myce_http_error(resp, 400, "unknown mode %s (supported: live)", mode);
+	if (!mode)
+		mode = "live";
+	if (strcmp(mode, "live") && strcmp(mode, "stop-and-copy") && strcmp(mode, "redeploy"))
+		return myce_http_error(resp, 400, "unknown mode %s (live, stop-and-copy, redeploy)", mode);
+	bool redeploy = !strcmp(mode, "redeploy");
 	pthread_mutex_lock(&c->lock);
 	_cleanup_json_ cJSON *a = db_query_one(c, "SELECT a.name, a.cmd, a.migrating, p.id, p.node, p.addr, p.carried "
 						  "FROM apps a JOIN pods p ON p.id = a.pod_id WHERE a.name = %Q", app);
@@ -263,19 +317,24 @@ void mig_start(struct coord *c, const cJSON *body, struct myce_http_resp *resp)
 	m->carried = cJSON_Parse(myce_json_str(a, "carried"));
 	cJSON_AddItemToArray(m->carried, cJSON_CreateString(myce_json_str(a, "addr")));
 	m->level = c->zstd_level;
+	m->mode = xstrdup(mode);
+	if (redeploy) {
+		cJSON_Delete(m->carried);
+		m->carried = cJSON_CreateArray();
+	}
 	_cleanup_free_ char *carried = cJSON_PrintUnformatted(m->carried);
 	int64_t now = myce_wall_us();
 	_cleanup_error_ struct myce_error *e = NULL;
 	int rc = db_exec(c, &e,
 			 "BEGIN;"
-			 "INSERT INTO pods(app, node, addr, carried, state, role, created_us) VALUES(%Q, %Q, %Q, %Q, 'creating', 'target', %lld);",
-			 app, to, m->dst_addr, carried, (long long)now);
+			 "INSERT INTO pods(app, node, addr, carried, state, role, created_us) VALUES(%Q, %Q, %Q, %Q, 'creating', %Q, %lld);",
+			 app, to, m->dst_addr, carried, redeploy ? "start" : "target", (long long)now);
 	if (rc == 0) {
 		m->dst_pod = (long)db_last_id(c);
 		rc = db_exec(c, &e,
 			     "INSERT INTO migrations(app, src_node, dst_node, src_pod, dst_pod, mode, phase, created_us, updated_us)"
-			     " VALUES(%Q, %Q, %Q, %ld, %ld, 'live', 'accepted', %lld, %lld);",
-			     app, m->src_node, to, m->src_pod, m->dst_pod, (long long)now, (long long)now);
+			     " VALUES(%Q, %Q, %Q, %ld, %ld, %Q, 'accepted', %lld, %lld);",
+			     app, m->src_node, to, m->src_pod, m->dst_pod, mode, (long long)now, (long long)now);
 	}
 	if (rc == 0) {
 		m->id = (long)db_last_id(c);

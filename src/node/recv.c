@@ -139,6 +139,7 @@ static void handle(struct node *n, int fd)
 	_cleanup_json_ cJSON *req = cJSON_CreateObject();
 	cJSON_AddStringToObject(req, "op", "restore");
 	cJSON_AddBoolToObject(req, "guard", true);
+	cJSON_AddBoolToObject(req, "tcp_close", myce_json_bool(hello, "tcp_close", false));
 	cJSON *res = NULL;
 	if (myce_agentctl_call(sock, req, 60000, &res, &e) < 0)
 		return answer(fd, failure("restore", myce_error_msg(e)));

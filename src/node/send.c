@@ -121,6 +121,7 @@ void node_send(struct node *n, long pod_id, const cJSON *req, struct myce_http_r
 	long dest_pod = (long)myce_json_num(req, "dest_pod_id", -1);
 	const cJSON *carried = cJSON_GetObjectItem(req, "carried");
 	int level = (int)myce_json_num(req, "zstd_level", 1);
+	bool tcp_close = myce_json_bool(req, "tcp_close", false);
 	if (mid < 0 || !dest_ip || dest_pod < 0 || !cJSON_IsArray(carried))
 		return myce_http_error(resp, 400, "send needs migration_id, dest_ip, dest_pod_id, carried");
 	pthread_mutex_lock(&n->lock);
@@ -150,6 +151,7 @@ void node_send(struct node *n, long pod_id, const cJSON *req, struct myce_http_r
 	cJSON_AddNumberToObject(hello, "migration_id", (double)mid);
 	cJSON_AddNumberToObject(hello, "pod_id", (double)dest_pod);
 	cJSON_AddItemToObject(hello, "carried", cJSON_Duplicate(carried, true));
+	cJSON_AddBoolToObject(hello, "tcp_close", tcp_close);
 	_cleanup_json_ cJSON *ready = NULL;
 	if (myce_frame_send(fd, hello, &e) < 0 || myce_frame_recv(fd, 15000, &ready, &e) < 0)
 		return fail(out, "prepare", false, myce_error_msg(e));

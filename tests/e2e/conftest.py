@@ -98,8 +98,16 @@ class Cluster:
         return next(a for a in ctl_json("get", "apps") if a["name"] == name)
 
 
+LOCK = "/run/lock/mycedrive-cluster.lock"
+
+
 @pytest.fixture
 def make_cluster():
+    """One embedded cluster at a time on this machine: every user of the
+    cluster (tests, demo, benchmark) holds this lock while it has one."""
+    import fcntl
+    lockf = open(LOCK, "w")
+    fcntl.flock(lockf, fcntl.LOCK_EX)
     made = []
 
     def make(nodes=3, rate=0, env=None):
@@ -109,10 +117,13 @@ def make_cluster():
         return c
 
     yield make
-    for c in made:
-        c.down()
-    left = leftovers()
-    assert not left, f"cluster down left things behind: {left}"
+    try:
+        for c in made:
+            c.down()
+        left = leftovers()
+        assert not left, f"cluster down left things behind: {left}"
+    finally:
+        lockf.close()
 
 
 class Loadgen:
