@@ -91,6 +91,50 @@ static void on_copy(struct coord *c, const cJSON *b, struct myce_http_resp *resp
 	cJSON_AddStringToObject(resp->json, "dest_node", myce_json_str(m, "dst_node"));
 }
 
+/* A node reports that a carried address has no connection left (or has
+ * outlived the bound): it becomes free again unless the pod is migrating. */
+static void on_release(struct coord *c, long id, const cJSON *b, struct myce_http_resp *resp)
+{
+	const char *addr = myce_json_str(b, "addr");
+	if (!addr)
+		return myce_http_error(resp, 400, "release needs addr");
+	pthread_mutex_lock(&c->lock);
+	_cleanup_json_ cJSON *p = db_query_one(c, "SELECT p.carried, a.migrating FROM pods p JOIN apps a ON a.name = p.app "
+						  "WHERE p.id = %ld AND p.state = 'running'", id);
+	if (!p) {
+		pthread_mutex_unlock(&c->lock);
+		return myce_http_error(resp, 404, "no running pod %ld", id);
+	}
+	if (myce_json_num(p, "migrating", 0)) {
+		pthread_mutex_unlock(&c->lock);
+		return myce_http_error(resp, 409, "pod %ld is migrating", id);
+	}
+	_cleanup_json_ cJSON *carried = cJSON_Parse(myce_json_str(p, "carried"));
+	bool found = false;
+	for (int i = cJSON_GetArraySize(carried) - 1; i >= 0; i--) {
+		cJSON *x = cJSON_GetArrayItem(carried, i);
+		if (cJSON_IsString(x) && !strcmp(x->valuestring, addr)) {
+			cJSON_DeleteItemFromArray(carried, i);
+			found = true;
+		}
+	}
+	if (!found) {
+		pthread_mutex_unlock(&c->lock);
+		return myce_http_error(resp, 404, "pod %ld does not carry %s", id, addr);
+	}
+	_cleanup_free_ char *cs = cJSON_PrintUnformatted(carried);
+	db_exec(c, NULL, "UPDATE pods SET carried = %Q WHERE id = %ld", cs, id);
+	net_route_addr_del(addr);
+	pthread_mutex_unlock(&c->lock);
+	double open = myce_json_num(b, "open_connections", 0);
+	if (open > 0)
+		log_warn("pod %ld: carried address %s released with %.0f connection(s) still open (time bound)", id, addr, open);
+	else
+		log_info("pod %ld: carried address %s released", id, addr);
+	resp->json = cJSON_CreateObject();
+	cJSON_AddBoolToObject(resp->json, "released", true);
+}
+
 static void on_migration_get(struct coord *c, long id, struct myce_http_resp *resp)
 {
 	pthread_mutex_lock(&c->lock);
@@ -190,6 +234,8 @@ void coord_api_handle(void *ctx, const struct myce_http_req *req, struct myce_ht
 		return mig_start(c, req->body, resp);
 	if (!strcmp(p, "/v1/copy") && post)
 		return on_copy(c, req->body, resp);
+	if (path_tail(p, "/v1/pods/", &tail) && parse_id(tail, &id, &rest) && !strcmp(rest, "/release") && post)
+		return on_release(c, id, req->body, resp);
 	if (path_tail(p, "/v1/migrations/", &tail) && parse_id(tail, &id, &rest)) {
 		if (!*rest && get)
 			return on_migration_get(c, id, resp);

@@ -105,11 +105,12 @@ static int register_node(struct node *n, struct myce_error **err)
 
 int main(int argc, char **argv)
 {
-	struct node n = {0};
+	struct node n = {.carry_max_s = 3600};
 	const char *token_file = NULL;
 	static const struct option opts[] = {{"name", required_argument, 0, 'n'},
 					     {"coordinator", required_argument, 0, 'c'},
 					     {"token-file", required_argument, 0, 't'},
+					     {"carry-max-s", required_argument, 0, 'm'},
 					     {0, 0, 0, 0}};
 	int c;
 	while ((c = getopt_long(argc, argv, "", opts, NULL)) != -1) {
@@ -117,6 +118,7 @@ int main(int argc, char **argv)
 		case 'n': n.name = optarg; break;
 		case 'c': n.coord_url = optarg; break;
 		case 't': token_file = optarg; break;
+		case 'm': n.carry_max_s = atof(optarg); break;
 		default: return 2;
 		}
 	}
@@ -146,7 +148,7 @@ int main(int argc, char **argv)
 
 	_cleanup_free_ char *listen = xasprintf("%s:%d", n.ip, MYCE_NODE_PORT);
 	struct myce_http_server *srv = myce_http_server_new(listen, n.token, handler, &n, &e);
-	if (!srv || node_recv_start(&n, &e) < 0) {
+	if (!srv || node_recv_start(&n, &e) < 0 || addrgc_start(&n, &e) < 0) {
 		log_error("%s", myce_error_msg(e));
 		return 1;
 	}

@@ -20,6 +20,7 @@ struct pod {
 	cJSON *carried;   /* array of addresses it carries for earlier pods */
 	pid_t agent_pid;  /* in the node daemon's PID namespace; 0 once exited */
 	bool target;      /* created as a migration target */
+	int64_t active_since_us; /* serving since (start or restore); 0 = not yet */
 	struct pod *next;
 };
 
@@ -40,6 +41,7 @@ struct node {
 	struct pod *pods;
 	struct transfer *transfers;
 	bool fault_fired;     /* fault.c: each injected fault fires once */
+	double carry_max_s;   /* carried addresses are released after this at the latest */
 };
 
 /* pods.c */
@@ -65,6 +67,9 @@ cJSON *node_transfer_get(struct node *n, long migration_id);
 bool fault_fire(struct node *n, const char *name);
 /* Returns a descriptor that relays to fd, flipping the byte at flip_at. */
 int fault_corrupting_relay(int fd, uint64_t flip_at);
+
+/* addrgc.c: releases carried addresses no connection uses any more. */
+int addrgc_start(struct node *n, struct myce_error **err);
 
 /* recv.c: the destination side: accepts streams on MYCE_STREAM_PORT. */
 int node_recv_start(struct node *n, struct myce_error **err);

@@ -247,6 +247,8 @@ int pod_create(struct node *n, const cJSON *spec, struct pod **out, struct myce_
 	}
 	pthread_mutex_lock(&n->lock);
 	p->agent_pid = pid;
+	if (!p->target)
+		p->active_since_us = myce_now_us();
 	pthread_mutex_unlock(&n->lock);
 	*out = p;
 	return 0;

@@ -144,8 +144,15 @@ static void handle(struct node *n, int fd)
 	if (myce_agentctl_call(sock, req, 60000, &res, &e) < 0)
 		return answer(fd, failure("restore", myce_error_msg(e)));
 	cJSON_AddNumberToObject(res, "recv_ms", recv_ms);
-	if (!myce_json_bool(res, "ok", false))
+	if (!myce_json_bool(res, "ok", false)) {
 		cJSON_AddStringToObject(res, "failed_phase", "restore");
+	} else {
+		pthread_mutex_lock(&n->lock);
+		struct pod *q = pod_find(n, pod_id);
+		if (q)
+			q->active_since_us = myce_now_us();
+		pthread_mutex_unlock(&n->lock);
+	}
 	log_info("migration %ld: restore %s", mid, myce_json_bool(res, "ok", false) ? "done" : "failed");
 	answer(fd, res);
 }

@@ -105,3 +105,27 @@ def test_injected_fault_rolls_back(make_cluster, loadgen, fault):
     assert int(redis(svc, "dbsize")) == 20000 + r["acked"]
     # And it can still migrate once the fault is gone (the fault fires once).
     c.migrate("redis", "node2")
+
+
+def test_carried_address_released_when_its_last_connection_ends(make_cluster, loadgen):
+    c = make_cluster(nodes=2)
+    app = c.run_redis()
+    lg = loadgen("redis", f"{app['svc_ip']}:6379")
+    c.migrate("redis", "node2")
+    pod = ctl_json("get", "pods")[0]
+    old = app["addr"]
+    assert json.loads(pod["carried"]) == [old]
+    time.sleep(3)  # longer than the collector's grace period: the connection still uses the address
+    assert json.loads(ctl_json("get", "pods")[0]["carried"]) == [old]
+    r = lg.stop()
+    assert r["resets"] == 0 and r["missing"] == 0, r
+    # The client's connection is gone: the address is released everywhere.
+    wait_until(lambda: json.loads(ctl_json("get", "pods")[0]["carried"]) == [], 15, "carried address released")
+    routes = subprocess.run(["ip", "route", "show", f"{old}/32"], capture_output=True, text=True).stdout
+    assert routes.strip() == ""
+    addrs = subprocess.run(["ip", "-n", f"myce-pod{pod['id']}", "-o", "addr", "show", "dev", "eth0"],
+                           capture_output=True, text=True).stdout
+    assert old not in addrs
+    # A new pod on node1 may now get the old address back.
+    c.migrate("redis", "node1")
+    assert c.app("redis")["addr"] == old
