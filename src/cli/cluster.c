@@ -288,15 +288,93 @@ static int node_up(int i, double mbit, int delay_ms, bool netem, struct myce_err
 	return 0;
 }
 
+static bool node_healthy(int i)
+{
+	_cleanup_free_ char *ip = myce_node_ip(i);
+	_cleanup_free_ char *url = xasprintf("http://%s:%d/healthz", ip, MYCE_NODE_PORT);
+	return myce_http_call("GET", url, NULL, NULL, 1000, NULL, NULL) == 200;
+}
+
 static int wait_nodes(struct cli *c, int n, struct myce_error **err)
 {
 	for (int t = 0; t < 300; t++) {
 		_cleanup_json_ cJSON *out = NULL;
-		if (cli_call(c, "GET", "/v1/nodes", NULL, 2000, &out, NULL) == 200 && cJSON_GetArraySize(out) >= n)
+		bool ok = cli_call(c, "GET", "/v1/nodes", NULL, 2000, &out, NULL) == 200 && cJSON_GetArraySize(out) >= n;
+		for (int i = 1; ok && i <= n; i++)
+			ok = node_healthy(i);
+		if (ok)
 			return 0;
 		usleep(50 * 1000);
 	}
-	return myce_error_set(err, ETIMEDOUT, "node daemons did not register within 15 s (see %s/logs)", MYCE_RUN_DIR);
+	return myce_error_set(err, ETIMEDOUT, "node daemons did not come up within 15 s (see %s/logs)", MYCE_RUN_DIR);
+}
+
+static pid_t start_coordinator(double mbit, struct myce_error **err)
+{
+	_cleanup_free_ char *dir = myce_exe_dir();
+	_cleanup_free_ char *bin = xasprintf("%s/myce-coordinator", dir);
+	_cleanup_free_ char *tokpath = myce_token_path();
+	_cleanup_free_ char *listen = xasprintf("%s:%d", MYCE_BRIDGE_IP, MYCE_COORD_PORT);
+	/* Fast links: storing beats compressing; slow links: compress. */
+	_cleanup_free_ char *level = xasprintf("%d", mbit <= 0 ? 0 : mbit >= 100 ? 1 : 3);
+	char *argv[] = {bin, "--listen", listen, "--token-file", tokpath, "--db", MYCE_RUN_DIR "/coordinator.db",
+			"--zstd-level", level, NULL};
+	return start_daemon(argv, NULL, MYCE_RUN_DIR "/logs/coordinator.log", err);
+}
+
+static int wait_coordinator(struct cli *c, struct myce_error **err)
+{
+	for (int t = 0; t < 200 && !coordinator_healthy(c); t++)
+		usleep(25 * 1000);
+	if (!coordinator_healthy(c))
+		return myce_error_set(err, EIO, "coordinator did not start (see %s/logs/coordinator.log)", MYCE_RUN_DIR);
+	return 0;
+}
+
+static pid_t start_node(struct cli *c, int i, struct myce_error **err)
+{
+	_cleanup_free_ char *dir = myce_exe_dir();
+	_cleanup_free_ char *bin = xasprintf("%s/myce-node", dir);
+	_cleanup_free_ char *tokpath = myce_token_path();
+	_cleanup_free_ char *name = myce_node_name(i);
+	_cleanup_free_ char *ns = myce_node_netns(i);
+	_cleanup_free_ char *log = xasprintf(MYCE_RUN_DIR "/logs/%s.log", name);
+	char *argv[] = {bin, "--name", name, "--coordinator", c->coord_url, "--token-file", tokpath, NULL};
+	return start_daemon(argv, ns, log, err);
+}
+
+/* The cluster exists: restart whichever daemon is not running (a crashed or
+ * killed coordinator or node daemon) and keep everything else. */
+static int cluster_repair(struct cli *c, cJSON *state, struct myce_error **err)
+{
+	int restarted = 0;
+	if (!pid_is((pid_t)myce_json_num(state, "coordinator_pid", 0), "myce-coordinator")) {
+		pid_t p = start_coordinator(myce_json_num(state, "rate_mbit", 0), err);
+		if (p < 0 || wait_coordinator(c, err) < 0)
+			return -1;
+		cJSON_ReplaceItemInObject(state, "coordinator_pid", cJSON_CreateNumber(p));
+		printf("cluster up: restarted the coordinator (pid %d)\n", (int)p);
+		restarted++;
+	}
+	cJSON *np = cJSON_GetObjectItem(state, "node_pids");
+	for (int i = 1; i <= cJSON_GetArraySize(np); i++) {
+		cJSON *pj = cJSON_GetArrayItem(np, i - 1);
+		if (pid_is((pid_t)pj->valuedouble, "myce-node"))
+			continue;
+		pid_t p = start_node(c, i, err);
+		if (p < 0)
+			return -1;
+		cJSON_SetNumberValue(pj, p);
+		printf("cluster up: restarted the node daemon of node%d (pid %d)\n", i, (int)p);
+		restarted++;
+	}
+	_cleanup_free_ char *text = cJSON_Print(state);
+	myce_write_file_atomic(CLUSTER_FILE, text, strlen(text), 0600);
+	if (restarted && wait_nodes(c, cJSON_GetArraySize(np), err) < 0)
+		return -1;
+	if (!restarted)
+		printf("cluster already up (mycectl cluster down first to change it)\n");
+	return 0;
 }
 
 static int cluster_create(struct cli *c, int nodes, double mbit, int delay_ms, struct myce_error **err)
@@ -345,33 +423,17 @@ static int cluster_create(struct cli *c, int nodes, double mbit, int delay_ms, s
 		if (node_up(i, mbit, delay_ms, netem, err) < 0)
 			return -1;
 
-	_cleanup_free_ char *dir = myce_exe_dir();
-	_cleanup_free_ char *coord_bin = xasprintf("%s/myce-coordinator", dir);
-	_cleanup_free_ char *node_bin = xasprintf("%s/myce-node", dir);
-	_cleanup_free_ char *listen = xasprintf("%s:%d", MYCE_BRIDGE_IP, MYCE_COORD_PORT);
-	/* Fast links: storing beats compressing; slow links: compress. */
-	_cleanup_free_ char *level = xasprintf("%d", mbit <= 0 ? 0 : mbit >= 100 ? 1 : 3);
-	char *cargv[] = {coord_bin, "--listen", listen, "--token-file", tokpath, "--db", MYCE_RUN_DIR "/coordinator.db",
-			 "--zstd-level", level, NULL};
-	pid_t cp = start_daemon(cargv, NULL, MYCE_RUN_DIR "/logs/coordinator.log", err);
+	pid_t cp = start_coordinator(mbit, err);
 	if (cp < 0)
 		return -1;
 	cJSON_AddNumberToObject(state, "coordinator_pid", cp);
 	cJSON *np = cJSON_AddArrayToObject(state, "node_pids");
 	_cleanup_free_ char *st1 = cJSON_Print(state);
 	myce_write_file_atomic(CLUSTER_FILE, st1, strlen(st1), 0600);
-	for (int t = 0; t < 200 && !coordinator_healthy(c); t++)
-		usleep(25 * 1000);
-	if (!coordinator_healthy(c)) {
-		myce_error_set(err, EIO, "coordinator did not start (see %s/logs/coordinator.log)", MYCE_RUN_DIR);
+	if (wait_coordinator(c, err) < 0)
 		return -1;
-	}
 	for (int i = 1; i <= nodes; i++) {
-		_cleanup_free_ char *name = myce_node_name(i);
-		_cleanup_free_ char *ns = myce_node_netns(i);
-		_cleanup_free_ char *log = xasprintf(MYCE_RUN_DIR "/logs/%s.log", name);
-		char *nargv[] = {node_bin, "--name", name, "--coordinator", c->coord_url, "--token-file", tokpath, NULL};
-		pid_t p = start_daemon(nargv, ns, log, err);
+		pid_t p = start_node(c, i, err);
 		if (p < 0)
 			return -1;
 		cJSON_AddItemToArray(np, cJSON_CreateNumber(p));
@@ -405,13 +467,15 @@ static int cluster_up(struct cli *c, int nodes, double mbit, int delay_ms)
 		return cli_fail("cluster up: CRIU not found at %s (run: make setup)", myce_ckpt_binary());
 	if (myce_ckpt_check(&e) < 0)
 		return cli_fail("cluster up: %s", myce_error_msg(e));
-	if (access(CLUSTER_FILE, F_OK) == 0) {
-		if (coordinator_healthy(c)) {
-			printf("cluster already up (mycectl cluster down first to change it)\n");
-			return 0;
-		}
-		cluster_down(true);
+	_cleanup_free_ char *text = myce_read_file(CLUSTER_FILE, NULL);
+	_cleanup_json_ cJSON *state = text ? cJSON_Parse(text) : NULL;
+	if (state && cJSON_GetObjectItem(state, "node_pids") && access("/sys/class/net/" MYCE_BRIDGE, F_OK) == 0) {
+		if (cluster_repair(c, state, &e) < 0)
+			return cli_fail("cluster up: %s", myce_error_msg(e));
+		return 0;
 	}
+	if (state)
+		cluster_down(true);
 	if (access("/sys/class/net/" MYCE_BRIDGE, F_OK) == 0 || access("/run/netns/myce-node1", F_OK) == 0)
 		cluster_down(true);
 	if (check_addresses(&e) < 0)

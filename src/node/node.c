@@ -157,6 +157,12 @@ int main(int argc, char **argv)
 		myce_http_server_free(srv);
 		return 1;
 	}
+	{
+		_cleanup_free_ char *url = xasprintf("%s/v1/pods", n.coord_url);
+		_cleanup_json_ cJSON *live = NULL;
+		if (myce_http_call("GET", url, n.token, NULL, 5000, &live, NULL) == 200)
+			pods_reconcile(&n, live);
+	}
 	log_info("node daemon %s up on %s (mycedrive %s)", n.name, listen, MYCE_VERSION);
 	for (;;) {
 		siginfo_t si;

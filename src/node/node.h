@@ -54,6 +54,10 @@ void pods_reap(struct node *n);
 cJSON *pod_to_json(const struct pod *p);
 char *pod_agent_sock(long id);
 void pods_delete_all(struct node *n);
+/* Writes the pod's pod.json (lock held). */
+void pod_save(struct node *n, const struct pod *p);
+/* At start: adopt the pods in `live` (the coordinator's list), clean the rest. */
+void pods_reconcile(struct node *n, const cJSON *live);
 
 /* send.c: the source side of a migration (checkpoint and stream). */
 void node_send(struct node *n, long pod_id, const cJSON *req, struct myce_http_resp *resp);

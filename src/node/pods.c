@@ -7,7 +7,10 @@
 #include "cmd.h"
 #include "netns.h"
 #include "nlroute.h"
+#include "log.h"
 #include "util.h"
+
+#include <dirent.h>
 
 #include <errno.h>
 #include <fcntl.h>
@@ -249,6 +252,7 @@ int pod_create(struct node *n, const cJSON *spec, struct pod **out, struct myce_
 	p->agent_pid = pid;
 	if (!p->target)
 		p->active_since_us = myce_now_us();
+	pod_save(n, p);
 	pthread_mutex_unlock(&n->lock);
 	*out = p;
 	return 0;
@@ -279,7 +283,9 @@ void pods_reap(struct node *n)
 	pthread_mutex_unlock(&n->lock);
 	for (int i = 0; i < k; i++) {
 		int st;
-		if (waitpid(pids[i], &st, WNOHANG) == pids[i])
+		pid_t r = waitpid(pids[i], &st, WNOHANG);
+		/* Agents adopted after a restart of this daemon are not our children. */
+		if (r == pids[i] || (r < 0 && errno == ECHILD && kill(pids[i], 0) < 0 && errno == ESRCH))
 			pod_reaped(n, pids[i]);
 	}
 }
@@ -287,7 +293,8 @@ void pods_reap(struct node *n)
 static bool agent_gone(struct node *n, long id, pid_t pid)
 {
 	int st;
-	if (waitpid(pid, &st, WNOHANG) == pid)
+	pid_t r = waitpid(pid, &st, WNOHANG);
+	if (r == pid || (r < 0 && errno == ECHILD && kill(pid, 0) < 0 && errno == ESRCH))
 		pod_reaped(n, pid);
 	pthread_mutex_lock(&n->lock);
 	struct pod *p = pod_find(n, id);
@@ -327,6 +334,80 @@ int pod_delete(struct node *n, long id, struct myce_error **err)
 	pthread_mutex_unlock(&n->lock);
 	pod_free(p);
 	return 0;
+}
+
+void pod_save(struct node *n, const struct pod *p)
+{
+	_cleanup_json_ cJSON *j = pod_to_json(p);
+	cJSON_AddStringToObject(j, "node", n->name);
+	cJSON_AddBoolToObject(j, "target", p->target);
+	_cleanup_free_ char *text = cJSON_Print(j);
+	_cleanup_free_ char *dir = myce_pod_dir(p->id);
+	_cleanup_free_ char *path = xasprintf("%s/pod.json", dir);
+	myce_write_file_atomic(path, text, strlen(text), 0600);
+}
+
+static bool agent_alive(pid_t pid)
+{
+	_cleanup_free_ char *exe = xasprintf("/proc/%d/exe", (int)pid);
+	char buf[4096];
+	ssize_t k = readlink(exe, buf, sizeof(buf) - 1);
+	if (k < 0)
+		return false;
+	buf[k] = '\0';
+	return strstr(buf, "/myce-agent") != NULL;
+}
+
+/* After a restart of this daemon: adopt the pods the coordinator still
+ * knows on this node, remove every other trace of earlier pods (e.g. a
+ * migration target left behind when this daemon died mid-transfer). */
+void pods_reconcile(struct node *n, const cJSON *live)
+{
+	DIR *d = opendir(MYCE_RUN_DIR "/pods");
+	if (!d)
+		return;
+	struct dirent *de;
+	while ((de = readdir(d))) {
+		char *end;
+		long id = strtol(de->d_name, &end, 10);
+		if (*end || end == de->d_name)
+			continue;
+		_cleanup_free_ char *path = xasprintf(MYCE_RUN_DIR "/pods/%ld/pod.json", id);
+		_cleanup_free_ char *text = myce_read_file(path, NULL);
+		_cleanup_json_ cJSON *j = text ? cJSON_Parse(text) : NULL;
+		const char *node = myce_json_str(j, "node");
+		if (!node || strcmp(node, n->name) != 0)
+			continue;
+		pid_t pid = (pid_t)myce_json_num(j, "agent_pid", 0);
+		const cJSON *known = NULL, *x;
+		cJSON_ArrayForEach(x, live)
+			if ((long)myce_json_num(x, "id", -1) == id && !strcmp(myce_json_str(x, "node"), n->name))
+				known = x;
+		if (known && pid > 0 && agent_alive(pid)) {
+			struct pod *p = xzalloc(sizeof(*p));
+			p->id = id;
+			p->app = xstrdup(myce_json_str(j, "app"));
+			p->addr = xstrdup(myce_json_str(j, "addr"));
+			_cleanup_json_ cJSON *carried = cJSON_Parse(myce_json_str(known, "carried") ? myce_json_str(known, "carried") : "[]");
+			p->carried = carried ? steal_pointer(&carried) : cJSON_CreateArray();
+			p->target = myce_json_bool(j, "target", false);
+			p->agent_pid = pid;
+			p->active_since_us = myce_now_us();
+			pthread_mutex_lock(&n->lock);
+			p->next = n->pods;
+			n->pods = p;
+			pthread_mutex_unlock(&n->lock);
+			log_info("pod %ld: adopted (agent pid %d)", id, (int)pid);
+			continue;
+		}
+		if (pid > 0 && agent_alive(pid))
+			kill(pid, SIGKILL);
+		pod_network_delete(id);
+		_cleanup_free_ char *dir = myce_pod_dir(id);
+		myce_rm_rf(dir);
+		log_info("pod %ld: removed what an earlier run of this daemon left behind", id);
+	}
+	closedir(d);
 }
 
 void pods_delete_all(struct node *n)

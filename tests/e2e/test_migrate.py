@@ -77,6 +77,14 @@ def test_destination_daemon_killed_during_transfer_rolls_back(make_cluster, load
     assert r["missing"] == 0 and r["wrong"] == 0 and r["verified"], r
     assert r["resets"] == 0, r
     assert redis(svc, "get", "r7") != ""
+    # `cluster up` restarts the dead daemon, which removes the target pod its
+    # previous run left behind: nothing remains on the destination.
+    out = ctl("cluster", "up").stdout
+    assert "restarted the node daemon of node2" in out
+    src_pod = ctl_json("get", "pods")[0]["id"]
+    wait_until(lambda: [n for n in os.listdir("/run/netns") if n.startswith("myce-pod")] == [f"myce-pod{src_pod}"],
+               15, "the orphaned target pod to be removed")
+    c.migrate("redis", "node2")
 
 
 def c_ctl():
