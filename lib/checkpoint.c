@@ -67,18 +67,19 @@ static criu_opts *opts_new(const char *imgdir, int *dirfd, const char *logname, 
 static int criu_fail(struct myce_error **err, const char *what, int ret, const char *imgdir, const char *log)
 {
 	int e = ret < 0 ? -ret : EIO;
-	/* The last error line of CRIU's log is the useful part of the story. */
+	/* The first error line of CRIU's log is the useful part of the story. */
 	_cleanup_free_ char *path = xasprintf("%s/%s", imgdir, log);
 	_cleanup_free_ char *text = myce_read_file(path, NULL);
-	const char *last = NULL;
-	if (text) {
-		for (char *p = text; (p = strstr(p, "Error")); p++)
-			last = p;
-	}
-	char line[300] = "";
-	if (last) {
-		size_t n = strcspn(last, "\n");
-		snprintf(line, sizeof(line), ": %.*s", (int)(n < 280 ? n : 280), last);
+	/* CRIU's error lines, without its final "Dumping FAILED" / "Restoring
+	 * FAILED" and without the harmless complaint that root here cannot
+	 * raise RLIMIT_NOFILE: the rest tells the cause. */
+	char line[600] = "";
+	size_t used = 0;
+	for (const char *p = text; p && (p = strstr(p, "Error (")) && used < sizeof(line) - 100; p++) {
+		size_t n = strcspn(p, "\n");
+		if (memmem(p, n, "FAILED", 6) || memmem(p, n, "RLIMIT_NOFILE", 13))
+			continue;
+		used += (size_t)snprintf(line + used, sizeof(line) - used, ": %.*s", (int)(n < 200 ? n : 200), p);
 	}
 	return myce_error_set(err, e, "criu %s failed (%d)%s; see %s", what, ret, line, path);
 }
@@ -91,6 +92,9 @@ int myce_ckpt_dump(int pid, const char *imgdir, struct myce_ckpt_result *res, st
 		return -1;
 	criu_local_set_pid(o, pid);
 	criu_local_set_leave_running(o, false);
+	/* A connection still in a listen queue (handshake done, not accepted)
+	 * cannot be dumped; its client sees it fail and connects again. */
+	criu_local_set_tcp_skip_in_flight(o, true);
 	memset(res, 0, sizeof(*res));
 	res->start_wall_us = myce_wall_us();
 	int64_t t0 = myce_now_us();

@@ -17,7 +17,7 @@ char *myce_token_path(void) { return xstrdup(MYCE_RUN_DIR "/token"); }
 
 int myce_node_index(const char *name)
 {
-	if (!name || strncmp(name, "node", 4) != 0 || !name[4])
+	if (!name || strncmp(name, "node", 4) != 0 || name[4] < '1' || name[4] > '9')
 		return -1;
 	char *end;
 	long v = strtol(name + 4, &end, 10);

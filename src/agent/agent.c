@@ -169,8 +169,9 @@ static cJSON *op_restore(struct agent *a, const cJSON *req)
 {
 	cJSON *r = cJSON_CreateObject();
 	if (a->state == APP_RUNNING) {
-		cJSON_AddBoolToObject(r, "ok", false);
-		cJSON_AddStringToObject(r, "error", "application already running");
+		/* Idempotent: a repeated rollback finds the application back. */
+		cJSON_AddBoolToObject(r, "ok", true);
+		cJSON_AddBoolToObject(r, "already_running", true);
 		return r;
 	}
 	const char *dir = myce_json_str(req, "dir");

@@ -58,14 +58,24 @@ int cmd_migrate(struct cli *c, int argc, char **argv)
 	if (!c->json)
 		printf("migration %ld: %s -> %s\n", id, name, to);
 	_cleanup_free_ char *last = xstrdup("accepted");
+	int64_t unreachable_since = 0;
 	for (;;) {
 		cJSON_Delete(out);
 		out = NULL;
 		myce_error_freep(&e);
 		if (cli_call(c, "GET", path, NULL, 5000, &out, &e) != 200) {
+			/* The coordinator may be restarting: it recovers the migration. */
+			int64_t now = myce_now_us();
+			if (!unreachable_since) {
+				unreachable_since = now;
+				fprintf(stderr, "mycectl: %s; still waiting for migration %ld\n", myce_error_msg(e), id);
+			}
+			if (now - unreachable_since > 600LL * 1000000)
+				return cli_fail("migration %ld: coordinator unreachable for 10 minutes", id);
 			usleep(100 * 1000);
 			continue;
 		}
+		unreachable_since = 0;
 		const char *ph = myce_json_str(out, "phase");
 		if (ph && strcmp(ph, last) != 0) {
 			if (!c->json)

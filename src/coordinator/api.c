@@ -181,10 +181,13 @@ void coord_api_handle(void *ctx, const struct myce_http_req *req, struct myce_ht
 	const char *m = req->method, *p = req->path, *tail, *rest;
 	bool get = !strcmp(m, "GET"), post = !strcmp(m, "POST");
 	long id;
-	if (post && !req->body && strcmp(p, "/v1/remove") && !path_tail(p, "/v1/migrations/", &tail))
-		return myce_http_error(resp, 400, "request body required");
 	if (req->body && !cJSON_IsObject(req->body))
 		return myce_http_error(resp, 400, "request body must be a JSON object");
+	/* Routes that need a body check it after routing: an unknown route is a 404. */
+	static const char *const with_body[] = {"/v1/nodes", "/v1/apps", "/v1/register", "/v1/migrate", "/v1/copy"};
+	for (size_t i = 0; post && !req->body && i < ARRAY_SIZE(with_body); i++)
+		if (!strcmp(p, with_body[i]))
+			return myce_http_error(resp, 400, "request body required");
 	if (!strcmp(p, "/healthz") && get) {
 		resp->json = cJSON_CreateObject();
 		cJSON_AddStringToObject(resp->json, "status", "ok");

@@ -55,6 +55,9 @@ int main(int argc, char **argv)
 		return 1;
 	}
 	log_info("coordinator up on %s (mycedrive %s, db %s)", c.listen, MYCE_VERSION, db);
+	int inflight = mig_recover(&c);
+	if (inflight)
+		log_info("recovering %d migration(s) left in flight", inflight);
 	int s;
 	sigwait(&sigs, &s);
 	log_info("shutting down");

@@ -35,6 +35,18 @@ static void mig_free(struct mig *m)
 	free(m);
 }
 
+/* Test hook: MYCE_FAULT=crash-<point> makes the coordinator die at that
+ * point as abruptly as kill -9 (no cleanup, no flush beyond SQLite's own
+ * commits), so the tests can show recovery from each phase. */
+static void crash_point(const char *name)
+{
+	const char *f = getenv("MYCE_FAULT");
+	if (f && !strcmp(f, name)) {
+		log_warn("injected crash at %s", name);
+		_exit(137);
+	}
+}
+
 /* lock held */
 static void set_phase(struct coord *c, long id, const char *phase)
 {
@@ -102,7 +114,9 @@ static void rollback(struct mig *m, const cJSON *res, const char *why)
 	pthread_mutex_lock(&m->c->lock);
 	_cleanup_json_ cJSON *row = db_query_one(m->c, "SELECT handoff FROM migrations WHERE id = %ld", m->id);
 	pthread_mutex_unlock(&m->c->lock);
-	if (myce_json_num(row, "handoff", 0))
+	/* The hand-off may have happened even if we never heard of it (a
+	 * restarted coordinator): routing back is idempotent. */
+	if (myce_json_num(row, "handoff", 0) || dumped)
 		route_carried(m, m->src_node);
 	/* The destination goes first: its pod must never serve. */
 	delete_pod(m, m->dst_node, m->dst_pod);
@@ -127,10 +141,14 @@ static void commit(struct mig *m, const cJSON *res)
 	struct coord *c = m->c;
 	_cleanup_error_ struct myce_error *e = NULL;
 	int64_t t0 = myce_now_us();
+	/* Idempotent, so that a restarted coordinator can commit again: the
+	 * hand-off's routes (in case the node's call never reached us) and the
+	 * service endpoint, replacing whatever endpoint the state holds. */
+	route_carried(m, m->dst_node);
 	pthread_mutex_lock(&c->lock);
-	_cleanup_json_ cJSON *app = db_query_one(c, "SELECT svc_ip, port FROM apps WHERE name = %Q", m->app);
-	_cleanup_json_ cJSON *src = db_query_one(c, "SELECT addr FROM pods WHERE id = %ld", m->src_pod);
-	if (net_service_set(myce_json_str(app, "svc_ip"), (int)myce_json_num(app, "port", 0), myce_json_str(src, "addr"),
+	_cleanup_json_ cJSON *app = db_query_one(c, "SELECT a.svc_ip, a.port, p.addr FROM apps a JOIN pods p ON p.id = a.pod_id "
+						    "WHERE a.name = %Q", m->app);
+	if (net_service_set(myce_json_str(app, "svc_ip"), (int)myce_json_num(app, "port", 0), myce_json_str(app, "addr"),
 			    m->dst_addr, &e) < 0)
 		log_error("migration %ld: service switch: %s", m->id, myce_error_msg(e));
 	db_exec(c, NULL,
@@ -139,6 +157,7 @@ static void commit(struct mig *m, const cJSON *res)
 		"UPDATE pods SET state = 'deleted' WHERE id = %ld;",
 		m->dst_pod, m->app, m->dst_pod, m->src_pod);
 	pthread_mutex_unlock(&c->lock);
+	crash_point("crash-in-commit");
 	cJSON *r = cJSON_Duplicate(res, true);
 	cJSON_AddNumberToObject(r, "service_switch_ms", (double)(myce_now_us() - t0) / 1000.0);
 	finish(m, "completed", NULL, r);
@@ -190,6 +209,8 @@ static void redeploy(struct mig *m)
 	finish(m, "completed", NULL, NULL);
 }
 
+static void conclude(struct mig *m, int st, const cJSON *res, struct myce_error *e);
+
 static void *mig_thread(void *arg)
 {
 	struct mig *m = arg;
@@ -223,6 +244,7 @@ static void *mig_thread(void *arg)
 		return NULL;
 	}
 
+	crash_point("crash-in-prepare");
 	/* dump + transfer + restore, driven by the source node. */
 	phase(m, "dump");
 	_cleanup_json_ cJSON *req = cJSON_CreateObject();
@@ -239,6 +261,15 @@ static void *mig_thread(void *arg)
 	_cleanup_json_ cJSON *res = NULL;
 	myce_error_freep(&e);
 	st = node_call(c, m->src_node, "POST", path, req, 600000, &res, &e);
+	conclude(m, st, res, e);
+	mig_free(m);
+	return NULL;
+}
+
+/* Commit or roll back from the source node's answer to "send". */
+static void conclude(struct mig *m, int st, const cJSON *res, struct myce_error *e)
+{
+	struct coord *c = m->c;
 	if (st != 200) {
 		/* The source node answered nothing usable: assume the worst (dumped). */
 		_cleanup_free_ char *why = xasprintf("source node %s: %s", m->src_node, myce_error_msg(e));
@@ -259,10 +290,9 @@ static void *mig_thread(void *arg)
 			finish(m, "failed", why, res);
 		}
 	} else {
+		crash_point("crash-before-commit");
 		commit(m, res);
 	}
-	mig_free(m);
-	return NULL;
 }
 
 void mig_start(struct coord *c, const cJSON *body, struct myce_http_resp *resp)
@@ -372,6 +402,7 @@ void mig_handoff(struct coord *c, long id, struct myce_http_resp *resp)
 	db_exec(c, NULL, "UPDATE migrations SET handoff = 1 WHERE id = %ld", id);
 	set_phase(c, id, "transfer");
 	pthread_mutex_unlock(&c->lock);
+	crash_point("crash-in-transfer");
 	_cleanup_json_ cJSON *carried = cJSON_Parse(myce_json_str(row, "carried"));
 	_cleanup_free_ char *via = myce_node_ip(myce_node_index(myce_json_str(row, "dst_node")));
 	const cJSON *a;
@@ -434,4 +465,104 @@ cJSON *mig_get(struct coord *c, long id)
 	cJSON_AddItemToObject(m, "timings", t);
 	cJSON_AddItemToObject(m, "phases", phases);
 	return m;
+}
+
+/* --- recovery: a restarted coordinator drives every migration that was in
+ * flight to an end state, from what the nodes and agents know. ------------ */
+
+static cJSON *agent_state(struct coord *c, const char *node, long pod)
+{
+	_cleanup_free_ char *path = xasprintf("/v1/pods/%ld/agent", pod);
+	cJSON *out = NULL;
+	if (node_call(c, node, "GET", path, NULL, 5000, &out, NULL) != 200) {
+		cJSON_Delete(out);
+		return NULL;
+	}
+	return out;
+}
+
+static void *recover_thread(void *arg)
+{
+	struct mig *m = arg;
+	struct coord *c = m->c;
+	pthread_mutex_lock(&c->lock);
+	_cleanup_json_ cJSON *row = db_query_one(c, "SELECT phase FROM migrations WHERE id = %ld", m->id);
+	pthread_mutex_unlock(&c->lock);
+	const char *ph = myce_json_str(row, "phase");
+	log_info("migration %ld: recovering from phase %s", m->id, ph);
+	if (!strcmp(ph, "accepted") || !strcmp(ph, "prepare")) {
+		/* Before the freeze: the source never stopped serving. */
+		delete_pod(m, m->dst_node, m->dst_pod);
+		finish(m, "failed", "coordinator restarted before the freeze; the application kept running on the source", NULL);
+	} else if (!strcmp(ph, "stop") || !strcmp(ph, "start")) {
+		finish(m, "failed", "coordinator restarted during a redeploy", NULL);
+	} else if (!strcmp(ph, "rollback")) {
+		_cleanup_json_ cJSON *r = cJSON_CreateObject();
+		cJSON_AddBoolToObject(r, "dumped", true);
+		rollback(m, r, "coordinator restarted during the rollback");
+	} else {
+		/* dump / transfer: the source node knows how its send ended. */
+		_cleanup_free_ char *path = xasprintf("/v1/migrations/%ld", m->id);
+		_cleanup_json_ cJSON *rec = NULL;
+		for (int i = 0; i < 6000; i++) {
+			cJSON_Delete(rec);
+			rec = NULL;
+			int st = node_call(c, m->src_node, "GET", path, NULL, 5000, &rec, NULL);
+			if (st != 200 || strcmp(myce_json_str(rec, "state"), "running") != 0)
+				break;
+			usleep(100 * 1000);
+		}
+		const cJSON *res = cJSON_GetObjectItem(rec, "result");
+		if (res) {
+			conclude(m, 200, res, NULL);
+		} else {
+			/* The node forgot (it restarted): ask the agents. */
+			_cleanup_json_ cJSON *dst = agent_state(c, m->dst_node, m->dst_pod);
+			_cleanup_json_ cJSON *src = agent_state(c, m->src_node, m->src_pod);
+			_cleanup_json_ cJSON *r = cJSON_CreateObject();
+			if (dst && !strcmp(myce_json_str(dst, "state"), "running")) {
+				commit(m, r);
+			} else {
+				bool src_runs = src && !strcmp(myce_json_str(src, "state"), "running");
+				cJSON_AddBoolToObject(r, "dumped", !src_runs);
+				rollback(m, r, "coordinator restarted; the source node had no record of the transfer");
+			}
+		}
+	}
+	mig_free(m);
+	return NULL;
+}
+
+int mig_recover(struct coord *c)
+{
+	pthread_mutex_lock(&c->lock);
+	_cleanup_json_ cJSON *rows = db_query(c,
+		"SELECT m.id, m.app, m.mode, m.src_node, m.dst_node, m.src_pod, m.dst_pod, d.addr AS dst_addr, d.carried,"
+		" a.cmd FROM migrations m JOIN pods d ON d.id = m.dst_pod JOIN apps a ON a.name = m.app"
+		" WHERE m.outcome IS NULL");
+	pthread_mutex_unlock(&c->lock);
+	int n = 0;
+	const cJSON *r;
+	cJSON_ArrayForEach(r, rows)
+	{
+		struct mig *m = xzalloc(sizeof(*m));
+		m->c = c;
+		m->id = (long)myce_json_num(r, "id", -1);
+		m->app = xstrdup(myce_json_str(r, "app"));
+		m->mode = xstrdup(myce_json_str(r, "mode"));
+		m->src_node = xstrdup(myce_json_str(r, "src_node"));
+		m->dst_node = xstrdup(myce_json_str(r, "dst_node"));
+		m->dst_addr = xstrdup(myce_json_str(r, "dst_addr"));
+		m->src_pod = (long)myce_json_num(r, "src_pod", -1);
+		m->dst_pod = (long)myce_json_num(r, "dst_pod", -1);
+		m->carried = cJSON_Parse(myce_json_str(r, "carried"));
+		m->cmd = cJSON_Parse(myce_json_str(r, "cmd"));
+		m->level = c->zstd_level;
+		pthread_t t;
+		if (pthread_create(&t, NULL, recover_thread, m) != 0)
+			abort();
+		pthread_detach(t);
+		n++;
+	}
+	return n;
 }

@@ -77,6 +77,14 @@ static void handler(void *ctx, const struct myce_http_req *req, struct myce_http
 		if (!strcmp(rest, "/restore") && !strcmp(m, "POST"))
 			return node_restore_local(n, id, resp);
 	}
+	if (path_id(path, "/v1/migrations/", &id, &rest) && !*rest && !strcmp(m, "GET")) {
+		resp->json = node_send_record(n, id);
+		if (!resp->json)
+			myce_http_error(resp, 404, "this node has no record of migration %ld", id);
+		return;
+	}
+	if (path_id(path, "/v1/pods/", &id, &rest) && !strcmp(rest, "/agent") && !strcmp(m, "GET"))
+		return node_agent_status(n, id, resp);
 	if (path_id(path, "/v1/transfers/", &id, &rest) && !*rest && !strcmp(m, "GET")) {
 		resp->json = node_transfer_get(n, id);
 		if (!resp->json)

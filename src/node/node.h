@@ -30,6 +30,14 @@ struct transfer {
 	struct transfer *next;
 };
 
+/* What became of each migration this node was the source of, so that a
+ * restarted coordinator can conclude it. */
+struct send_record {
+	long migration_id;
+	cJSON *result; /* NULL while running */
+	struct send_record *next;
+};
+
 struct node {
 	char *name;
 	int idx;
@@ -40,6 +48,7 @@ struct node {
 	pthread_mutex_t lock; /* protects pods and transfers */
 	struct pod *pods;
 	struct transfer *transfers;
+	struct send_record *sends;
 	bool fault_fired;     /* fault.c: each injected fault fires once */
 	double carry_max_s;   /* carried addresses are released after this at the latest */
 };
@@ -65,7 +74,11 @@ void node_send(struct node *n, long pod_id, const cJSON *req, struct myce_http_r
 int node_target_network(struct node *n, struct pod *p, const cJSON *carried, struct myce_error **err);
 /* local rollback: restore the pod's application from its local checkpoint. */
 void node_restore_local(struct node *n, long pod_id, struct myce_http_resp *resp);
+/* The agent's own view: state (running, checkpointed, ...), app_pid. */
+void node_agent_status(struct node *n, long pod_id, struct myce_http_resp *resp);
 cJSON *node_transfer_get(struct node *n, long migration_id);
+/* {"state": "running"|"done", "result": {...}} or NULL when unknown. */
+cJSON *node_send_record(struct node *n, long migration_id);
 
 /* fault.c: test-only fault injection (MYCE_FAULT). */
 bool fault_fire(struct node *n, const char *name);

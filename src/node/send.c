@@ -114,7 +114,62 @@ static void copy_num(cJSON *dst, const char *dkey, const cJSON *src, const char 
 	cJSON_AddNumberToObject(dst, dkey, myce_json_num(src, skey, 0));
 }
 
+static void record_send(struct node *n, long mid, const cJSON *result)
+{
+	pthread_mutex_lock(&n->lock);
+	struct send_record *r = n->sends;
+	while (r && r->migration_id != mid)
+		r = r->next;
+	if (!r) {
+		r = xzalloc(sizeof(*r));
+		r->migration_id = mid;
+		r->next = n->sends;
+		n->sends = r;
+	}
+	cJSON_Delete(r->result);
+	r->result = result ? cJSON_Duplicate(result, true) : NULL;
+	pthread_mutex_unlock(&n->lock);
+}
+
+cJSON *node_send_record(struct node *n, long mid)
+{
+	cJSON *o = NULL;
+	pthread_mutex_lock(&n->lock);
+	for (struct send_record *r = n->sends; r; r = r->next) {
+		if (r->migration_id != mid)
+			continue;
+		o = cJSON_CreateObject();
+		cJSON_AddStringToObject(o, "state", r->result ? "done" : "running");
+		if (r->result)
+			cJSON_AddItemToObject(o, "result", cJSON_Duplicate(r->result, true));
+	}
+	pthread_mutex_unlock(&n->lock);
+	return o;
+}
+
+static void send_migration(struct node *n, long pod_id, const cJSON *req, struct myce_http_resp *resp);
+
 void node_send(struct node *n, long pod_id, const cJSON *req, struct myce_http_resp *resp)
+{
+	long mid = (long)myce_json_num(req, "migration_id", -1);
+	if (mid >= 0)
+		record_send(n, mid, NULL);
+	send_migration(n, pod_id, req, resp);
+	if (mid >= 0) {
+		if (resp->status == 200 && resp->json) {
+			record_send(n, mid, resp->json);
+		} else {
+			/* Refused before anything happened: the source still serves. */
+			_cleanup_json_ cJSON *r = cJSON_CreateObject();
+			cJSON_AddBoolToObject(r, "ok", false);
+			cJSON_AddBoolToObject(r, "dumped", false);
+			cJSON_AddStringToObject(r, "failed_phase", "prepare");
+			record_send(n, mid, r);
+		}
+	}
+}
+
+static void send_migration(struct node *n, long pod_id, const cJSON *req, struct myce_http_resp *resp)
 {
 	long mid = (long)myce_json_num(req, "migration_id", -1);
 	const char *dest_ip = myce_json_str(req, "dest_ip");
@@ -222,6 +277,18 @@ void node_send(struct node *n, long pod_id, const cJSON *req, struct myce_http_r
 	}
 	cJSON_AddBoolToObject(out, "ok", true);
 	cJSON_AddBoolToObject(out, "dumped", true);
+}
+
+void node_agent_status(struct node *n, long pod_id, struct myce_http_resp *resp)
+{
+	_cleanup_free_ char *sock = pod_agent_sock(pod_id);
+	_cleanup_json_ cJSON *req = cJSON_CreateObject();
+	cJSON_AddStringToObject(req, "op", "status");
+	cJSON *out = NULL;
+	_cleanup_error_ struct myce_error *e = NULL;
+	if (myce_agentctl_call(sock, req, 5000, &out, &e) < 0)
+		return myce_http_error(resp, 404, "pod %ld: %s", pod_id, myce_error_msg(e));
+	resp->json = out;
 }
 
 void node_restore_local(struct node *n, long pod_id, struct myce_http_resp *resp)

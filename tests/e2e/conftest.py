@@ -62,7 +62,8 @@ def leftovers():
             exe = os.readlink(f"/proc/{pid}/exe")
         except OSError:
             continue
-        if os.path.basename(exe.replace(" (deleted)", "")) in ("myce-node", "myce-agent", "myce-coordinator"):
+        exe = exe.replace(" (deleted)", "")
+        if exe.startswith(str(BUILD) + "/") and os.path.basename(exe) in ("myce-node", "myce-agent", "myce-coordinator"):
             found.append(f"process {pid} {exe}")
     if RUN_DIR.exists():
         found.append(f"dir {RUN_DIR}")
@@ -118,6 +119,10 @@ def make_cluster():
 
     yield make
     try:
+        # Keep the last run's logs and CRIU logs for post-mortems.
+        if RUN_DIR.exists():
+            subprocess.run(["rm", "-rf", "/tmp/mycedrive-last-test"])
+            subprocess.run(["cp", "-r", str(RUN_DIR), "/tmp/mycedrive-last-test"], stderr=subprocess.DEVNULL)
         for c in made:
             c.down()
         left = leftovers()
