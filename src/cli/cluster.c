@@ -143,6 +143,8 @@ static int cluster_down(bool quiet)
 	cJSON_ArrayForEach(p, pids)
 		stop_pid((pid_t)p->valuedouble, "myce-node", 10000);
 	stop_pid((pid_t)myce_json_num(state, "coordinator_pid", 0), "myce-coordinator", 5000);
+	cJSON_ArrayForEach(p, cJSON_GetObjectItem(state, "link_pids"))
+		stop_pid((pid_t)p->valuedouble, "myce-link", 2000);
 
 	/* Whatever is left in our namespaces, then the namespaces. */
 	int removed = 0;
@@ -169,6 +171,9 @@ static int cluster_down(bool quiet)
 		_cleanup_free_ char *sys = xasprintf("/sys/class/net/%s", veth);
 		if (access(sys, F_OK) == 0)
 			MYCE_CMD_TRY("ip", "link", "del", veth);
+		_cleanup_free_ char *far = xasprintf("/sys/class/net/myce-e%d", i);
+		if (access(far, F_OK) == 0)
+			MYCE_CMD_TRY("ip", "link", "del", far + strlen("/sys/class/net/"));
 	}
 	if (access("/sys/class/net/" MYCE_BRIDGE, F_OK) == 0)
 		MYCE_CMD_TRY("ip", "link", "del", MYCE_BRIDGE);
@@ -262,17 +267,49 @@ static int shape(const char *ns, const char *dev, double mbit, int delay_ms, boo
 	return myce_cmd_run(argv, err);
 }
 
-static int node_up(int i, double mbit, int delay_ms, bool netem, struct myce_error **err)
+/* Without netem, a site link with delay is a pair of TAP devices joined by
+ * myce-link, a userspace wire with one-way delay and rate (docs/link.md):
+ * the host-side TAP joins the bridge, the other becomes the node's eth0. */
+static int link_up(int i, double mbit, int delay_ms, pid_t *pid, struct myce_error **err)
+{
+	_cleanup_free_ char *host = myce_node_hostveth(i);
+	_cleanup_free_ char *far = xasprintf("myce-e%d", i);
+	_cleanup_free_ char *ns = myce_node_netns(i);
+	_cleanup_free_ char *dir = myce_exe_dir();
+	_cleanup_free_ char *bin = xasprintf("%s/myce-link", dir);
+	_cleanup_free_ char *ready = xasprintf(MYCE_RUN_DIR "/link-node%d.ready", i);
+	_cleanup_free_ char *log = xasprintf(MYCE_RUN_DIR "/logs/link-node%d.log", i);
+	_cleanup_free_ char *d = xasprintf("%d", delay_ms);
+	_cleanup_free_ char *r = xasprintf("%.3f", mbit);
+	if (MYCE_CMD(err, "ip", "tuntap", "add", "dev", host, "mode", "tap") < 0 ||
+	    MYCE_CMD(err, "ip", "tuntap", "add", "dev", far, "mode", "tap") < 0)
+		return -1;
+	char *argv[] = {bin, "--a", host, "--b", far, "--delay-ms", d, "--rate-mbit", r, "--ready-file", ready, NULL};
+	*pid = start_daemon(argv, NULL, log, err);
+	if (*pid < 0)
+		return -1;
+	for (int t = 0; t < 250 && access(ready, F_OK) < 0; t++)
+		usleep(20 * 1000);
+	if (access(ready, F_OK) < 0)
+		return myce_error_set(err, EIO, "myce-link for node%d did not attach (see %s)", i, log);
+	return MYCE_CMD(err, "ip", "link", "set", far, "netns", ns, "name", "eth0");
+}
+
+static int node_up(int i, double mbit, int delay_ms, bool netem, pid_t *link_pid, struct myce_error **err)
 {
 	_cleanup_free_ char *ns = myce_node_netns(i);
 	_cleanup_free_ char *veth = myce_node_hostveth(i);
 	_cleanup_free_ char *ip = myce_node_ip(i);
 	_cleanup_free_ char *cidr = xasprintf("%s/24", ip);
 	_cleanup_free_ char *podnet = myce_node_podnet(i);
+	bool userspace_link = delay_ms > 0 && !netem;
+	*link_pid = 0;
 	if (myce_netns_create(ns, err) < 0)
 		return -1;
-	if (MYCE_CMD(err, "ip", "link", "add", veth, "type", "veth", "peer", "name", "eth0", "netns", ns) < 0 ||
-	    MYCE_CMD(err, "ip", "link", "set", veth, "master", MYCE_BRIDGE, "up") < 0 ||
+	if (userspace_link ? link_up(i, mbit, delay_ms, link_pid, err) < 0
+			   : MYCE_CMD(err, "ip", "link", "add", veth, "type", "veth", "peer", "name", "eth0", "netns", ns) < 0)
+		return myce_error_wrap(err, "node%d: link", i);
+	if (MYCE_CMD(err, "ip", "link", "set", veth, "master", MYCE_BRIDGE, "up") < 0 ||
 	    MYCE_CMD(err, "ip", "-n", ns, "link", "set", "lo", "up") < 0 ||
 	    MYCE_CMD(err, "ip", "-n", ns, "addr", "add", cidr, "dev", "eth0") < 0 ||
 	    MYCE_CMD(err, "ip", "-n", ns, "link", "set", "eth0", "up") < 0 ||
@@ -282,8 +319,9 @@ static int node_up(int i, double mbit, int delay_ms, bool netem, struct myce_err
 		     "net.ipv4.conf.eth0.rp_filter=0") < 0 ||
 	    MYCE_CMD(err, "ip", "route", "replace", podnet, "via", ip) < 0)
 		return myce_error_wrap(err, "node%d", i);
-	/* Both directions of the site's link. */
-	if (shape(NULL, veth, mbit, delay_ms, netem, err) < 0 || shape(ns, "eth0", mbit, 0, netem, err) < 0)
+	/* Both directions of the site's link (myce-link shapes its own). */
+	if (!userspace_link &&
+	    (shape(NULL, veth, mbit, delay_ms, netem, err) < 0 || shape(ns, "eth0", mbit, delay_ms, netem, err) < 0))
 		return myce_error_wrap(err, "node%d: shaping", i);
 	return 0;
 }
@@ -402,7 +440,9 @@ static int cluster_create(struct cli *c, int nodes, double mbit, int delay_ms, s
 	cJSON_AddNumberToObject(state, "nodes", nodes);
 	cJSON_AddNumberToObject(state, "rate_mbit", mbit);
 	cJSON_AddNumberToObject(state, "delay_ms", delay_ms);
-	cJSON_AddBoolToObject(state, "delay_emulated", netem || delay_ms == 0);
+	cJSON_AddBoolToObject(state, "delay_emulated", true); /* netem or myce-link */
+	cJSON_AddStringToObject(state, "delay_emulation",
+				delay_ms == 0 ? "none" : netem ? "netem" : "myce-link (userspace, no netem in this kernel)");
 	_cleanup_free_ char *st0 = cJSON_Print(state);
 	myce_write_file_atomic(CLUSTER_FILE, st0, strlen(st0), 0600);
 
@@ -419,9 +459,18 @@ static int cluster_create(struct cli *c, int nodes, double mbit, int delay_ms, s
 		return -1;
 	write_str("/proc/sys/net/ipv4/conf/" MYCE_BRIDGE "/rp_filter", "0");
 	write_str("/proc/sys/net/ipv4/conf/" MYCE_BRIDGE "/send_redirects", "0");
-	for (int i = 1; i <= nodes; i++)
-		if (node_up(i, mbit, delay_ms, netem, err) < 0)
+	cJSON *lp = cJSON_AddArrayToObject(state, "link_pids");
+	for (int i = 1; i <= nodes; i++) {
+		pid_t link_pid;
+		int r = node_up(i, mbit, delay_ms, netem, &link_pid, err);
+		if (link_pid > 0) {
+			cJSON_AddItemToArray(lp, cJSON_CreateNumber(link_pid));
+			_cleanup_free_ char *text = cJSON_Print(state);
+			myce_write_file_atomic(CLUSTER_FILE, text, strlen(text), 0600);
+		}
+		if (r < 0)
 			return -1;
+	}
 
 	pid_t cp = start_coordinator(mbit, err);
 	if (cp < 0)
@@ -451,7 +500,8 @@ static int cluster_create(struct cli *c, int nodes, double mbit, int delay_ms, s
 		else
 			printf("unshaped");
 		if (delay_ms > 0)
-			printf(netem ? ", %d ms one-way delay" : ", delay %d ms NOT emulated (no netem in this kernel)", delay_ms);
+			printf(netem ? ", %d ms one-way delay (netem)" : ", %d ms one-way delay (myce-link: no netem in this kernel)",
+			       delay_ms);
 		printf("; coordinator %s\n", c->coord_url);
 	}
 	return 0;
