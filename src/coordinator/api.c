@@ -31,21 +31,81 @@ static bool parse_id(const char *s, long *id, const char **rest)
 	return true;
 }
 
+static bool labels_valid(const cJSON *l)
+{
+	if (!l)
+		return true;
+	if (!cJSON_IsObject(l))
+		return false;
+	const cJSON *x;
+	cJSON_ArrayForEach(x, l)
+		if (!cJSON_IsString(x) || strlen(x->string) > 253 || strlen(x->valuestring) > 253)
+			return false;
+	return true;
+}
+
+/* lock held */
+static void container_upsert(struct coord *c, const char *pod, const char *container, const char *node, long pod_id,
+			     const cJSON *labels, const char *endpoint, const char *role)
+{
+	_cleanup_free_ char *ls = labels ? cJSON_PrintUnformatted(labels) : xstrdup("{}");
+	_cleanup_free_ char *pid = pod_id >= 0 ? xasprintf("%ld", pod_id) : xstrdup("NULL");
+	db_exec(c, NULL,
+		"INSERT INTO containers(pod, container, node, pod_id, labels, endpoint, role, registered_us)"
+		" VALUES(%Q, %Q, %Q, %s, %Q, %Q, %Q, %lld)"
+		" ON CONFLICT(pod, container) DO UPDATE SET node = excluded.node, pod_id = excluded.pod_id,"
+		" labels = excluded.labels, endpoint = excluded.endpoint, role = excluded.role,"
+		" registered_us = excluded.registered_us",
+		pod, container, node, pid, ls, endpoint, role, (long long)myce_wall_us());
+}
+
+/* register: an Execution Agent announces its container.  The agent of a pod
+ * this coordinator created gives pod_id and learns whether it starts the
+ * application or is the target of a migration and must wait; any other
+ * agent gives pod, container, node and optional labels and endpoint. */
 static void on_register(struct coord *c, const cJSON *b, struct myce_http_resp *resp)
 {
 	const cJSON *idj = cJSON_GetObjectItem(b, "pod_id");
 	const char *node = myce_json_str(b, "node");
-	if (!cJSON_IsNumber(idj) || !node)
-		return myce_http_error(resp, 400, "register needs pod_id (number) and node");
+	const char *container = myce_json_str(b, "container");
+	const cJSON *labels = cJSON_GetObjectItem(b, "labels");
+	const cJSON *endpoint = cJSON_GetObjectItem(b, "endpoint");
+	if (!node || !*node || strlen(node) > 253)
+		return myce_http_error(resp, 400, "register needs node (a string)");
+	if (!labels_valid(labels))
+		return myce_http_error(resp, 400, "labels must be an object of strings");
+	if (endpoint && !cJSON_IsString(endpoint))
+		return myce_http_error(resp, 400, "endpoint must be a string");
+	if (container && (!*container || strlen(container) > 253))
+		return myce_http_error(resp, 400, "container must be a non-empty string");
+	if (!idj) {
+		const char *pod = myce_json_str(b, "pod");
+		if (!pod || !*pod || strlen(pod) > 253 || !container)
+			return myce_http_error(resp, 400, "register needs pod_id, or pod and container (strings)");
+		pthread_mutex_lock(&c->lock);
+		container_upsert(c, pod, container, node, -1, labels, endpoint ? endpoint->valuestring : NULL, "start");
+		_cleanup_json_ cJSON *row = db_query_one(c, "SELECT id FROM containers WHERE pod = %Q AND container = %Q",
+							 pod, container);
+		pthread_mutex_unlock(&c->lock);
+		resp->json = cJSON_CreateObject();
+		cJSON_AddStringToObject(resp->json, "role", "start");
+		cJSON_AddNumberToObject(resp->json, "container_id", myce_json_num(row, "id", -1));
+		return;
+	}
+	if (!cJSON_IsNumber(idj) || idj->valuedouble < 0 || idj->valuedouble > 1e15)
+		return myce_http_error(resp, 400, "pod_id must be a non-negative number");
 	long id = (long)idj->valuedouble;
 	pthread_mutex_lock(&c->lock);
-	_cleanup_json_ cJSON *p = db_query_one(c, "SELECT id, node, state, role FROM pods WHERE id = %ld", id);
+	_cleanup_json_ cJSON *p = db_query_one(c, "SELECT id, app, node, state, role FROM pods WHERE id = %ld", id);
 	if (!p || strcmp(myce_json_str(p, "state"), "creating") != 0 || strcmp(myce_json_str(p, "node"), node) != 0) {
 		pthread_mutex_unlock(&c->lock);
 		return myce_http_error(resp, p ? 409 : 404, "pod %ld is not expected to register from %s", id, node);
 	}
 	bool target = !strcmp(myce_json_str(p, "role"), "target");
 	db_exec(c, NULL, "UPDATE pods SET state = %Q WHERE id = %ld", target ? "waiting" : "running", id);
+	_cleanup_free_ char *podname = xasprintf("pod%ld", id);
+	container_upsert(c, podname, container ? container : myce_json_str(p, "app"), node, id, labels,
+			 endpoint ? endpoint->valuestring : NULL, target ? "target" : "start");
 	resp->json = cJSON_CreateObject();
 	cJSON_AddStringToObject(resp->json, "role", target ? "target" : "start");
 	if (target) {
@@ -56,18 +116,30 @@ static void on_register(struct coord *c, const cJSON *b, struct myce_http_resp *
 	pthread_mutex_unlock(&c->lock);
 }
 
+/* remove: an agent reports its container going away; the answer says
+ * whether it must checkpoint first (its pod is the source of a migration)
+ * or may simply exit. */
 static void on_remove(struct coord *c, const cJSON *b, struct myce_http_resp *resp)
 {
 	const cJSON *idj = cJSON_GetObjectItem(b, "pod_id");
-	if (!cJSON_IsNumber(idj))
-		return myce_http_error(resp, 400, "remove needs pod_id (number)");
-	long id = (long)idj->valuedouble;
+	const char *pod = myce_json_str(b, "pod"), *container = myce_json_str(b, "container");
+	if (idj && (!cJSON_IsNumber(idj) || idj->valuedouble < 0))
+		return myce_http_error(resp, 400, "pod_id must be a non-negative number");
+	if (!idj && (!pod || !container))
+		return myce_http_error(resp, 400, "remove needs pod_id, or pod and container");
 	pthread_mutex_lock(&c->lock);
-	_cleanup_json_ cJSON *p = db_query_one(c, "SELECT id FROM pods WHERE id = %ld AND state != 'deleted'", id);
-	_cleanup_json_ cJSON *m = db_query_one(c, "SELECT id FROM migrations WHERE src_pod = %ld AND outcome IS NULL", id);
+	_cleanup_json_ cJSON *row =
+		idj ? db_query_one(c, "SELECT id AS pod_id FROM pods WHERE id = %ld AND state != 'deleted'", (long)idj->valuedouble)
+		    : db_query_one(c, "SELECT id, pod_id FROM containers WHERE pod = %Q AND container = %Q", pod, container);
+	long pod_id = row ? (long)myce_json_num(row, "pod_id", -1) : -1;
+	_cleanup_json_ cJSON *m = pod_id >= 0 ? db_query_one(c, "SELECT id FROM migrations WHERE src_pod = %ld AND outcome IS NULL",
+							       pod_id)
+					      : NULL;
+	if (row && !m && !idj)
+		db_exec(c, NULL, "DELETE FROM containers WHERE pod = %Q AND container = %Q", pod, container);
 	pthread_mutex_unlock(&c->lock);
-	if (!p)
-		return myce_http_error(resp, 404, "unknown pod %ld", id);
+	if (!row)
+		return myce_http_error(resp, 404, "unknown container");
 	resp->json = cJSON_CreateObject();
 	cJSON_AddBoolToObject(resp->json, "checkpoint", m != NULL);
 	if (m)
@@ -158,7 +230,7 @@ static void metrics(struct coord *c, struct myce_http_resp *resp)
 {
 	pthread_mutex_lock(&c->lock);
 	_cleanup_json_ cJSON *out = db_query(c, "SELECT COALESCE(outcome, 'in-progress') AS o, COUNT(*) AS n FROM migrations GROUP BY o");
-	_cleanup_json_ cJSON *pods = db_query_one(c, "SELECT COUNT(*) AS n FROM pods WHERE state != 'deleted'");
+	_cleanup_json_ cJSON *pods = db_query_one(c, "SELECT COUNT(*) AS n FROM containers");
 	pthread_mutex_unlock(&c->lock);
 	size_t cap = 4096;
 	char *t = xzalloc(cap);
@@ -168,7 +240,7 @@ static void metrics(struct coord *c, struct myce_http_resp *resp)
 	cJSON_ArrayForEach(r, out)
 		len += (size_t)snprintf(t + len, cap - len, "mycedrive_migrations_total{outcome=\"%s\"} %.0f\n",
 					myce_json_str(r, "o"), myce_json_num(r, "n", 0));
-	snprintf(t + len, cap - len, "# HELP mycedrive_registered_containers Live pods.\n"
+	snprintf(t + len, cap - len, "# HELP mycedrive_registered_containers Containers registered by agents.\n"
 				     "# TYPE mycedrive_registered_containers gauge\nmycedrive_registered_containers %.0f\n",
 		 myce_json_num(pods, "n", 0));
 	resp->text = t;
@@ -211,7 +283,9 @@ void coord_api_handle(void *ctx, const struct myce_http_req *req, struct myce_ht
 	const char *list = NULL;
 	if (get && !strcmp(p, "/v1/nodes"))
 		list = "SELECT n.name, n.ip, (SELECT COUNT(*) FROM pods p WHERE p.node = n.name AND p.state != 'deleted') AS pods FROM nodes n ORDER BY n.name";
-	else if (get && (!strcmp(p, "/v1/pods") || !strcmp(p, "/v1/containers")))
+	else if (get && !strcmp(p, "/v1/containers"))
+		list = "SELECT id, pod, container, node, pod_id, labels, endpoint, role, registered_us FROM containers ORDER BY id";
+	else if (get && !strcmp(p, "/v1/pods"))
 		list = "SELECT id, app, node, addr, carried, state, role FROM pods WHERE state != 'deleted' ORDER BY id";
 	else if (get && !strcmp(p, "/v1/services"))
 		list = "SELECT a.name, a.svc_ip, a.port, p.addr AS endpoint, p.node FROM apps a JOIN pods p ON p.id = a.pod_id ORDER BY a.name";

@@ -211,7 +211,8 @@ void apps_delete(struct coord *c, const char *name, struct myce_http_resp *resp)
 	const cJSON *x;
 	cJSON_ArrayForEach(x, carried)
 		net_route_addr_del(x->valuestring);
-	db_exec(c, NULL, "DELETE FROM apps WHERE name = %Q; UPDATE pods SET state = 'deleted' WHERE id = %ld;", name, id);
+	db_exec(c, NULL, "DELETE FROM apps WHERE name = %Q; UPDATE pods SET state = 'deleted' WHERE id = %ld;"
+			 "DELETE FROM containers WHERE pod_id = %ld;", name, id, id);
 	pthread_mutex_unlock(&c->lock);
 	_cleanup_free_ char *path = xasprintf("/v1/pods/%ld", id);
 	node_call(c, myce_json_str(a, "node"), "DELETE", path, NULL, 30000, NULL, NULL);

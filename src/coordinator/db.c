@@ -19,6 +19,10 @@ static const char *const schema[] = {
 	"  phase TEXT NOT NULL, outcome TEXT, reason TEXT, result TEXT, handoff INTEGER NOT NULL DEFAULT 0,"
 	"  created_us INTEGER NOT NULL, updated_us INTEGER NOT NULL);"
 	"CREATE TABLE phases(migration_id INTEGER NOT NULL, phase TEXT NOT NULL, t_us INTEGER NOT NULL);",
+	/* version 2: the registry of containers announced by Execution Agents */
+	"CREATE TABLE containers(id INTEGER PRIMARY KEY AUTOINCREMENT, pod TEXT NOT NULL, container TEXT NOT NULL,"
+	"  node TEXT NOT NULL, pod_id INTEGER, labels TEXT NOT NULL DEFAULT '{}', endpoint TEXT, role TEXT NOT NULL,"
+	"  registered_us INTEGER NOT NULL, UNIQUE(pod, container));",
 };
 
 int db_open(struct coord *c, const char *path, struct myce_error **err)
@@ -26,7 +30,7 @@ int db_open(struct coord *c, const char *path, struct myce_error **err)
 	if (sqlite3_open(path, &c->db) != SQLITE_OK)
 		return myce_error_set(err, EIO, "open database %s: %s", path, sqlite3_errmsg(c->db));
 	sqlite3_busy_timeout(c->db, 5000);
-	if (db_exec(c, err, "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL; PRAGMA foreign_keys=ON;") < 0)
+	if (db_exec(c, err, "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL; PRAGMA foreign_keys=ON; PRAGMA cache_size=-512;") < 0)
 		return -1;
 	_cleanup_json_ cJSON *v = db_query_one(c, "PRAGMA user_version");
 	int version = (int)myce_json_num(v, "user_version", 0);

@@ -102,7 +102,8 @@ static void delete_pod(struct mig *m, const char *node, long pod)
 	if (st != 200 && st != 404)
 		log_warn("migration %ld: delete pod %ld on %s: %s", m->id, pod, node, myce_error_msg(e));
 	pthread_mutex_lock(&m->c->lock);
-	db_exec(m->c, NULL, "UPDATE pods SET state = 'deleted' WHERE id = %ld", pod);
+	db_exec(m->c, NULL, "UPDATE pods SET state = 'deleted' WHERE id = %ld; DELETE FROM containers WHERE pod_id = %ld",
+		pod, pod);
 	pthread_mutex_unlock(&m->c->lock);
 }
 
