@@ -134,10 +134,14 @@ def make_cluster():
 class Loadgen:
     """myce-loadgen in the background; stop() returns its JSON report."""
 
+    count = 0
+
     def __init__(self, mode, addr, tmp_path, extra=()):
-        self.ready = tmp_path / f"ready-{mode}"
-        self.out = open(tmp_path / f"loadgen-{mode}.json", "w+")
-        self.err = open(tmp_path / f"loadgen-{mode}.err", "w+")
+        Loadgen.count += 1
+        tag = f"{mode}-{Loadgen.count}"
+        self.ready = tmp_path / f"ready-{tag}"
+        self.out = open(tmp_path / f"loadgen-{tag}.json", "w+")
+        self.err = open(tmp_path / f"loadgen-{tag}.err", "w+")
         self.proc = subprocess.Popen([str(LOADGEN), mode, "--addr", addr, "--ready-file", str(self.ready),
                                       "-o", "json", *extra], stdout=self.out, stderr=self.err)
         wait_until(lambda: self.ready.exists() or self.proc.poll() is not None, 20, "loadgen ready")

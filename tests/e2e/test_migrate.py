@@ -198,3 +198,21 @@ def test_coordinator_killed_mid_migration_recovers(make_cluster, loadgen, point)
     assert r["resets"] == 0, r
     extra = 4000 if point == "sigkill-in-transfer" else 0
     assert_dbsize(svc, 30000 + extra, r)
+
+
+def test_twenty_concurrent_migrations(make_cluster, loadgen):
+    c = make_cluster(nodes=2)
+    apps = [c.run_redis(name=f"r{i}") for i in range(20)]
+    gens = [loadgen("redis", f"{a['svc_ip']}:6379", extra=("--interval-ms", "5", "--probe-ms", "0",
+                                                             "--keys-prefix", a["name"]))
+            for a in apps]
+    from conftest import CTL
+    procs = [subprocess.Popen([str(CTL), "-o", "json", "migrate", a["name"], "--to", "node2"],
+                              stdout=subprocess.PIPE, text=True) for a in apps]
+    outs = [json.loads(p.communicate(timeout=300)[0]) for p in procs]
+    assert [m["outcome"] for m in outs] == ["completed"] * 20, [(m["app"], m["reason"]) for m in outs]
+    time.sleep(0.3)
+    for lg in gens:
+        r = lg.stop()
+        assert r["missing"] == 0 and r["wrong"] == 0 and r["resets"] == 0 and r["acked"] > 50, r
+    assert {a["node"] for a in ctl_json("get", "apps")} == {"node2"}
