@@ -5,6 +5,7 @@
 set -euo pipefail
 B=${MYCE_BUILD_DIR:-build}
 RATE=${RATE:-10}
+DELAY=${DELAY:-10}
 ctl="$B/mycectl"
 tmp=$(mktemp -d)
 lg=
@@ -18,9 +19,9 @@ trap cleanup EXIT INT TERM
 exec 9>/run/lock/mycedrive-cluster.lock
 flock 9
 
-echo "== cluster: 3 edge nodes, ${RATE} Mbit/s links"
+echo "== cluster: 3 edge nodes, ${RATE} Mbit/s links with ${DELAY} ms one-way delay"
 "$ctl" cluster down >/dev/null 2>&1 || true
-"$ctl" cluster up --nodes 3 --rate "$RATE" --delay 0
+"$ctl" cluster up --nodes 3 --rate "$RATE" --delay "$DELAY"
 "$ctl" run redis --node node1 --port 6379 -- redis-server --port 6379 --save "" --appendonly no \
     --protected-mode no --enable-debug-command yes
 svc=$("$ctl" -o json get services | python3 -c 'import json,sys; print(json.load(sys.stdin)[0]["svc_ip"])')
@@ -31,7 +32,8 @@ lg=$!
 for _ in $(seq 500); do [ -e "$tmp/ready" ] && break; sleep 0.01; done
 sleep 1
 echo "== migrating redis node1 -> node2 while the sensor writes"
-"$ctl" migrate redis --to node2 -o json >"$tmp/mig.json" || true
+"$ctl" migrate redis --to node2 || true
+"$ctl" -o json get migrations 1 >"$tmp/mig.json"
 sleep 1
 kill -INT "$lg"; wait "$lg" || true; lg=
 "$ctl" get pods

@@ -38,7 +38,7 @@ def test_bench_short(tmp_path):
         assert int(r["resets"]) == 0, r
         assert float(r["migration_ms"]) > 0 and float(r["downtime_ms"]) > 0, r
         assert float(r["freeze_window_ms"]) > 0 and int(r["bytes_raw"]) > 1_000_000, r
-        assert int(r["acked"]) > 500, r
+        assert int(r["acked"]) > 50, r  # one write in flight at a time, over a 20 ms round trip
 
     summary = (out / "summary.md").read_text()
     assert "## redis" in summary and "live / stop-and-copy" in summary, summary
