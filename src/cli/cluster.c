@@ -314,6 +314,13 @@ static int node_up(int i, double mbit, int delay_ms, bool netem, pid_t *link_pid
 	    MYCE_CMD(err, "ip", "-n", ns, "addr", "add", cidr, "dev", "eth0") < 0 ||
 	    MYCE_CMD(err, "ip", "-n", ns, "link", "set", "eth0", "up") < 0 ||
 	    MYCE_CMD(err, "ip", "-n", ns, "route", "add", "default", "via", MYCE_BRIDGE_IP) < 0 ||
+	    /* Addresses of this node's range that no pod holds are unreachable
+	     * (ICMP): a client of a deleted pod fails at once, not after a timeout. */
+	    MYCE_CMD(err, "ip", "-n", ns, "route", "add", "unreachable", podnet) < 0 ||
+	    /* The checkpoint stream's connection is opened (and warmed up)
+	     * before the freeze; it must not fall back to slow start while
+	     * the dump runs. */
+	    MYCE_CMD(err, "ip", "netns", "exec", ns, "sysctl", "-q", "-w", "net.ipv4.tcp_slow_start_after_idle=0") < 0 ||
 	    MYCE_CMD(err, "ip", "netns", "exec", ns, "sysctl", "-q", "-w", "net.ipv4.ip_forward=1",
 		     "net.ipv4.conf.all.rp_filter=0", "net.ipv4.conf.default.rp_filter=0",
 		     "net.ipv4.conf.eth0.rp_filter=0") < 0 ||

@@ -111,6 +111,29 @@ static void handle(struct node *n, int fd)
 	cJSON_AddBoolToObject(ok, "ok", true);
 	answer(fd, ok);
 	log_info("migration %ld: target pod %ld ready, waiting for the checkpoint", mid, pod_id);
+	/* The source warms the connection up; drain its padding. */
+	for (;;) {
+		_cleanup_json_ cJSON *f = NULL;
+		if (myce_frame_recv(fd, 60000, &f, &e) < 0)
+			return answer(fd, failure("prepare", myce_error_msg(e)));
+		const char *op = myce_json_str(f, "op");
+		if (op && !strcmp(op, "warmup-done")) {
+			cJSON *w = cJSON_CreateObject();
+			cJSON_AddBoolToObject(w, "ok", true);
+			answer(fd, w);
+			break;
+		}
+		size_t n = (size_t)myce_json_num(f, "bytes", 0);
+		if (!op || strcmp(op, "warmup") != 0 || n > MYCE_FRAME_MAX)
+			return answer(fd, failure("prepare", "unexpected message during warm-up"));
+		char buf[16384];
+		while (n > 0) {
+			size_t k = n < sizeof(buf) ? n : sizeof(buf);
+			if (myce_read_full(fd, buf, k) < 0)
+				return answer(fd, failure("prepare", "connection lost during warm-up"));
+			n -= k;
+		}
+	}
 
 	/* The dump happens now on the source; the stream follows. */
 	_cleanup_free_ char *meta = NULL;
