@@ -54,7 +54,7 @@ static criu_opts *opts_new(const char *imgdir, int *dirfd, const char *logname, 
 		criu_local_set_images_dir_fd(o, *dirfd);
 		criu_local_set_work_dir_fd(o, *dirfd);
 	}
-	criu_local_set_log_level(o, 4);
+	criu_local_set_log_level(o, 2);
 	if (logname)
 		criu_local_set_log_file(o, logname);
 	criu_local_set_tcp_established(o, true);
