@@ -36,6 +36,28 @@ void myce_http_error(struct myce_http_resp *resp, int status, const char *fmt, .
 	free(msg);
 }
 
+/* cJSON prints large integers (microsecond timestamps) as 1.79e+15, which
+ * strict clients cannot read into an int64: print them as integers. */
+static void integers_plain(cJSON *j)
+{
+	for (cJSON *x = j ? j->child : NULL; x; x = x->next) {
+		if (cJSON_IsNumber(x) && (x->valuedouble > 2147483647.0 || x->valuedouble < -2147483648.0) &&
+		    x->valuedouble == (double)(long long)x->valuedouble) {
+			char buf[32];
+			snprintf(buf, sizeof(buf), "%lld", (long long)x->valuedouble);
+			cJSON *raw = cJSON_CreateRaw(buf);
+			if (x->string) { /* ReplaceItemViaPointer keeps no key */
+				raw->string = xstrdup(x->string);
+				raw->type &= ~cJSON_StringIsConst;
+			}
+			cJSON_ReplaceItemViaPointer(j, x, raw);
+			x = raw;
+		} else if (cJSON_IsObject(x) || cJSON_IsArray(x)) {
+			integers_plain(x);
+		}
+	}
+}
+
 static enum MHD_Result send_resp(struct MHD_Connection *c, struct myce_http_resp *r)
 {
 	char *body;
@@ -45,6 +67,7 @@ static enum MHD_Result send_resp(struct MHD_Connection *c, struct myce_http_resp
 		if (!ctype)
 			ctype = "text/plain; charset=utf-8";
 	} else {
+		integers_plain(r->json);
 		body = r->json ? cJSON_PrintUnformatted(r->json) : xstrdup("{}");
 		if (!body)
 			abort();
@@ -104,7 +127,9 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const cha
 		cJSON *body = NULL;
 		bool bad = false;
 		if (st->len > 0) {
-			body = cJSON_ParseWithLength(st->buf, st->len);
+			/* The whole body, nothing after the value, no NUL inside. */
+			if (strlen(st->buf) == st->len)
+				body = cJSON_ParseWithLengthOpts(st->buf, st->len + 1, NULL, true);
 			if (!body)
 				bad = true;
 		}

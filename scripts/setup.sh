@@ -22,6 +22,7 @@ APT_PACKAGES=(
     libxxhash-dev libcurl4-openssl-dev libcmocka-dev libnftables-dev
     nftables iproute2 redis-server redis-tools mosquitto mosquitto-clients
     libmosquitto-dev libhiredis-dev memcached python3-pytest gnuplot-nox
+    python3-yaml python3-jsonschema clang
     psmisc procps ca-certificates xz-utils dpkg-dev
     # CRIU build dependencies (only `make criu` + libcriu: no asciidoc/xmlto)
     libprotobuf-c-dev protobuf-c-compiler protobuf-compiler libprotobuf-dev

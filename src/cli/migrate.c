@@ -22,6 +22,14 @@ static void show_summary(const cJSON *m)
 		if (v >= 0)
 			printf("  %-18s %9.1f ms\n", keys[i], v);
 	}
+	if (myce_json_str(m, "mode_picked"))
+		printf("  %-18s %s (%s)\n", "mode", myce_json_str(m, "mode_picked"), myce_json_str(m, "mode_reason"));
+	const cJSON *pre = cJSON_GetObjectItem(m, "precopy");
+	if (pre)
+		printf("  %-18s %.0f rounds, %.0f blocks, %.1f MB on the wire before the freeze, %.1f MB during it (%s)\n",
+		       "pre-copy", myce_json_num(pre, "rounds", 0), myce_json_num(pre, "blocks", 0),
+		       myce_json_num(pre, "bytes_wire", 0) / 1e6, myce_json_num(pre, "freeze_bytes_wire", 0) / 1e6,
+		       myce_json_str(pre, "stop") ? myce_json_str(pre, "stop") : "");
 	if (cJSON_GetObjectItem(m, "bytes_raw"))
 		printf("  %-18s %9.0f bytes raw, %.0f on the wire (zstd level %.0f)\n", "checkpoint",
 		       myce_json_num(m, "bytes_raw", 0), myce_json_num(m, "bytes_wire", 0), myce_json_num(m, "zstd_level", 0));
@@ -41,7 +49,7 @@ int cmd_migrate(struct cli *c, int argc, char **argv)
 			return cli_fail("migrate: unexpected argument %s", argv[i]);
 	}
 	if (!name || !to)
-		return cli_fail("usage: mycectl migrate NAME --to NODE [--mode live|stop-and-copy|redeploy] [-o json]");
+		return cli_fail("usage: mycectl migrate NAME --to NODE [--mode auto|live|precopy|stop-and-copy|redeploy] [-o json]");
 	_cleanup_json_ cJSON *body = cJSON_CreateObject();
 	cJSON_AddStringToObject(body, "app", name);
 	cJSON_AddStringToObject(body, "to", to);

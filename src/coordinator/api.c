@@ -31,6 +31,16 @@ static bool parse_id(const char *s, long *id, const char **rest)
 	return true;
 }
 
+/* An id in a request: a non-negative integer that fits (else NULL). */
+static bool json_id(const cJSON *j, long *out)
+{
+	if (!cJSON_IsNumber(j) || !(j->valuedouble >= 0 && j->valuedouble <= 1e15) ||
+	    j->valuedouble != (double)(long)j->valuedouble)
+		return false;
+	*out = (long)j->valuedouble;
+	return true;
+}
+
 static bool labels_valid(const cJSON *l)
 {
 	if (!l)
@@ -53,7 +63,8 @@ static void container_upsert(struct coord *c, const char *pod, const char *conta
 	db_exec(c, NULL,
 		"INSERT INTO containers(pod, container, node, pod_id, labels, endpoint, role, registered_us)"
 		" VALUES(%Q, %Q, %Q, %s, %Q, %Q, %Q, %lld)"
-		" ON CONFLICT(pod, container) DO UPDATE SET node = excluded.node, pod_id = excluded.pod_id,"
+		" ON CONFLICT(pod, container) DO UPDATE SET node = excluded.node,"
+		" pod_id = COALESCE(excluded.pod_id, containers.pod_id),"
 		" labels = excluded.labels, endpoint = excluded.endpoint, role = excluded.role,"
 		" registered_us = excluded.registered_us",
 		pod, container, node, pid, ls, endpoint, role, (long long)myce_wall_us());
@@ -92,9 +103,9 @@ static void on_register(struct coord *c, const cJSON *b, struct myce_http_resp *
 		cJSON_AddNumberToObject(resp->json, "container_id", myce_json_num(row, "id", -1));
 		return;
 	}
-	if (!cJSON_IsNumber(idj) || idj->valuedouble < 0 || idj->valuedouble > 1e15)
+	long id;
+	if (!json_id(idj, &id))
 		return myce_http_error(resp, 400, "pod_id must be a non-negative number");
-	long id = (long)idj->valuedouble;
 	pthread_mutex_lock(&c->lock);
 	_cleanup_json_ cJSON *p = db_query_one(c, "SELECT id, app, node, state, role FROM pods WHERE id = %ld", id);
 	if (!p || strcmp(myce_json_str(p, "state"), "creating") != 0 || strcmp(myce_json_str(p, "node"), node) != 0) {
@@ -123,13 +134,14 @@ static void on_remove(struct coord *c, const cJSON *b, struct myce_http_resp *re
 {
 	const cJSON *idj = cJSON_GetObjectItem(b, "pod_id");
 	const char *pod = myce_json_str(b, "pod"), *container = myce_json_str(b, "container");
-	if (idj && (!cJSON_IsNumber(idj) || idj->valuedouble < 0))
+	long rid = -1;
+	if (idj && !json_id(idj, &rid))
 		return myce_http_error(resp, 400, "pod_id must be a non-negative number");
 	if (!idj && (!pod || !container))
 		return myce_http_error(resp, 400, "remove needs pod_id, or pod and container");
 	pthread_mutex_lock(&c->lock);
 	_cleanup_json_ cJSON *row =
-		idj ? db_query_one(c, "SELECT id AS pod_id FROM pods WHERE id = %ld AND state != 'deleted'", (long)idj->valuedouble)
+		idj ? db_query_one(c, "SELECT id AS pod_id FROM pods WHERE id = %ld AND state != 'deleted'", rid)
 		    : db_query_one(c, "SELECT id, pod_id FROM containers WHERE pod = %Q AND container = %Q", pod, container);
 	long pod_id = row ? (long)myce_json_num(row, "pod_id", -1) : -1;
 	_cleanup_json_ cJSON *m = pod_id >= 0 ? db_query_one(c, "SELECT id FROM migrations WHERE src_pod = %ld AND outcome IS NULL",
@@ -149,14 +161,15 @@ static void on_remove(struct coord *c, const cJSON *b, struct myce_http_resp *re
 static void on_copy(struct coord *c, const cJSON *b, struct myce_http_resp *resp)
 {
 	const cJSON *idj = cJSON_GetObjectItem(b, "migration_id");
-	if (!cJSON_IsNumber(idj))
+	long mid;
+	if (!json_id(idj, &mid))
 		return myce_http_error(resp, 400, "copy needs migration_id (number)");
 	pthread_mutex_lock(&c->lock);
 	_cleanup_json_ cJSON *m = db_query_one(c, "SELECT id, dst_node FROM migrations WHERE id = %ld AND outcome IS NULL",
-					       (long)idj->valuedouble);
+					       mid);
 	pthread_mutex_unlock(&c->lock);
 	if (!m)
-		return myce_http_error(resp, 404, "no migration %ld in progress", (long)idj->valuedouble);
+		return myce_http_error(resp, 404, "no migration %ld in progress", mid);
 	/* The local runtime streams node to node on its own; copy tells the
 	 * agent where its checkpoint goes. */
 	resp->json = cJSON_CreateObject();
@@ -215,7 +228,7 @@ static void on_migration_get(struct coord *c, long id, struct myce_http_resp *re
 	if (!m)
 		return myce_http_error(resp, 404, "no migration %ld", id);
 	const char *ph = myce_json_str(m, "phase");
-	if (!strcmp(ph, "dump") || !strcmp(ph, "transfer")) {
+	if (!strcmp(ph, "precopy") || !strcmp(ph, "dump") || !strcmp(ph, "transfer")) {
 		_cleanup_free_ char *path = xasprintf("/v1/transfers/%ld", id);
 		cJSON *t = NULL;
 		if (node_call(c, myce_json_str(m, "from"), "GET", path, NULL, 1000, &t, NULL) == 200)
@@ -318,6 +331,8 @@ void coord_api_handle(void *ctx, const struct myce_http_req *req, struct myce_ht
 			return on_migration_get(c, id, resp);
 		if (!strcmp(rest, "/handoff") && post)
 			return mig_handoff(c, id, resp);
+		if (!strcmp(rest, "/freeze") && post)
+			return mig_freeze(c, id, resp);
 	}
 	myce_http_error(resp, 404, "no route for %s %s", m, p);
 }

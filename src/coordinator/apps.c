@@ -177,8 +177,8 @@ void apps_create(struct coord *c, const cJSON *body, struct myce_http_resp *resp
 	if (ok)
 		ok = net_service_set(svc, port, NULL, addr, &e) == 0;
 	if (!ok) {
-		db_exec(c, NULL, "DELETE FROM apps WHERE name = %Q; UPDATE pods SET state = 'deleted' WHERE id = %ld;",
-			name, pod_id);
+		db_exec(c, NULL, "DELETE FROM apps WHERE name = %Q; UPDATE pods SET state = 'deleted' WHERE id = %ld;"
+				 "DELETE FROM containers WHERE pod_id = %ld;", name, pod_id, pod_id);
 		pthread_mutex_unlock(&c->lock);
 		_cleanup_free_ char *path = xasprintf("/v1/pods/%ld", pod_id);
 		node_call(c, node, "DELETE", path, NULL, 30000, NULL, NULL);

@@ -57,6 +57,7 @@ int node_call(struct coord *c, const char *node, const char *method, const char 
 /* migration.c */
 void mig_start(struct coord *c, const cJSON *body, struct myce_http_resp *resp);
 void mig_handoff(struct coord *c, long id, struct myce_http_resp *resp);
+void mig_freeze(struct coord *c, long id, struct myce_http_resp *resp);
 cJSON *mig_get(struct coord *c, long id); /* lock held */
 /* At start: drives every migration left in flight to an end state. */
 int mig_recover(struct coord *c);

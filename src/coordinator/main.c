@@ -64,5 +64,6 @@ int main(int argc, char **argv)
 	myce_http_server_free(srv);
 	pthread_mutex_lock(&c.lock);
 	sqlite3_close(c.db);
+	free(c.token);
 	return 0;
 }

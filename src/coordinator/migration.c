@@ -174,11 +174,17 @@ static void redeploy(struct mig *m)
 	struct coord *c = m->c;
 	_cleanup_error_ struct myce_error *e = NULL;
 	phase(m, "stop");
-	delete_pod(m, m->src_node, m->src_pod);
 	pthread_mutex_lock(&c->lock);
 	_cleanup_json_ cJSON *src = db_query_one(c, "SELECT addr, carried FROM pods WHERE id = %ld", m->src_pod);
 	_cleanup_json_ cJSON *app = db_query_one(c, "SELECT svc_ip, port FROM apps WHERE name = %Q", m->app);
+	/* New connections go to the new pod's address at once: until it is up
+	 * their SYNs go unanswered and are retransmitted there, instead of
+	 * sticking (conntrack) to the address of a pod that is gone. */
+	net_service_set(myce_json_str(app, "svc_ip"), (int)myce_json_num(app, "port", 0), myce_json_str(src, "addr"),
+			m->dst_addr, NULL);
+	db_exec(c, NULL, "UPDATE apps SET pod_id = %ld WHERE name = %Q;", m->dst_pod, m->app);
 	pthread_mutex_unlock(&c->lock);
+	delete_pod(m, m->src_node, m->src_pod);
 	_cleanup_json_ cJSON *old = cJSON_Parse(myce_json_str(src, "carried"));
 	const cJSON *a;
 	cJSON_ArrayForEach(a, old)
@@ -197,16 +203,18 @@ static void redeploy(struct mig *m)
 	if (ok && !app_ready(m->dst_addr, port, 20000))
 		ok = false;
 	if (!ok) {
-		/* Nothing to roll back to: the state was given up with the pod. */
+		/* Nothing to roll back to: the state was given up with the pod.
+		 * The application is gone; its service has no endpoint. */
 		_cleanup_free_ char *why = xasprintf("start on %s: %s", m->dst_node,
 						     e ? myce_error_msg(e) : "application not ready in time");
+		delete_pod(m, m->dst_node, m->dst_pod);
+		pthread_mutex_lock(&c->lock);
+		net_service_del(myce_json_str(app, "svc_ip"), (int)myce_json_num(app, "port", 0), NULL);
+		db_exec(c, NULL, "DELETE FROM apps WHERE name = %Q", m->app);
+		pthread_mutex_unlock(&c->lock);
 		finish(m, "failed", why, NULL);
 		return;
 	}
-	pthread_mutex_lock(&c->lock);
-	net_service_set(myce_json_str(app, "svc_ip"), port, myce_json_str(src, "addr"), m->dst_addr, NULL);
-	db_exec(c, NULL, "UPDATE apps SET pod_id = %ld WHERE name = %Q;", m->dst_pod, m->app);
-	pthread_mutex_unlock(&c->lock);
 	finish(m, "completed", NULL, NULL);
 }
 
@@ -246,8 +254,9 @@ static void *mig_thread(void *arg)
 	}
 
 	crash_point("crash-in-prepare");
-	/* dump + transfer + restore, driven by the source node. */
-	phase(m, "dump");
+	/* (pre-copy +) dump + transfer + restore, driven by the source node,
+	 * which reports the freeze (POST .../freeze) when it starts. */
+	phase(m, strcmp(m->mode, "live") && strcmp(m->mode, "stop-and-copy") ? "precopy" : "dump");
 	_cleanup_json_ cJSON *req = cJSON_CreateObject();
 	int dst_idx = myce_node_index(m->dst_node);
 	_cleanup_free_ char *dst_ip = myce_node_ip(dst_idx);
@@ -258,6 +267,8 @@ static void *mig_thread(void *arg)
 	cJSON_AddNumberToObject(req, "zstd_level", m->level);
 	/* stop-and-copy: the paper's CRIU baseline, connections not preserved. */
 	cJSON_AddBoolToObject(req, "tcp_close", !strcmp(m->mode, "stop-and-copy"));
+	/* auto: the source node measures the link and the memory and decides. */
+	cJSON_AddStringToObject(req, "precopy", !strcmp(m->mode, "precopy") ? "on" : !strcmp(m->mode, "auto") ? "auto" : "off");
 	_cleanup_free_ char *path = xasprintf("/v1/pods/%ld/send", m->src_pod);
 	_cleanup_json_ cJSON *res = NULL;
 	myce_error_freep(&e);
@@ -301,12 +312,15 @@ void mig_start(struct coord *c, const cJSON *body, struct myce_http_resp *resp)
 	const char *app = myce_json_str(body, "app");
 	const char *to = myce_json_str(body, "to");
 	const char *mode = myce_json_str(body, "mode");
+	if (cJSON_GetObjectItem(body, "mode") && !mode)
+		return myce_http_error(resp, 400, "mode must be a string");
 	if (!app || !to)
 		return myce_http_error(resp, 400, "migrate needs \"app\" and \"to\"");
 	if (!mode)
-		mode = "live";
-	if (strcmp(mode, "live") && strcmp(mode, "stop-and-copy") && strcmp(mode, "redeploy"))
-		return myce_http_error(resp, 400, "unknown mode %s (live, stop-and-copy, redeploy)", mode);
+		mode = "auto";
+	if (strcmp(mode, "auto") && strcmp(mode, "live") && strcmp(mode, "precopy") && strcmp(mode, "stop-and-copy") &&
+	    strcmp(mode, "redeploy"))
+		return myce_http_error(resp, 400, "unknown mode %s (auto, live, precopy, stop-and-copy, redeploy)", mode);
 	bool redeploy = !strcmp(mode, "redeploy");
 	pthread_mutex_lock(&c->lock);
 	_cleanup_json_ cJSON *a = db_query_one(c, "SELECT a.name, a.cmd, a.migrating, p.id, p.node, p.addr, p.carried "
@@ -395,7 +409,7 @@ void mig_handoff(struct coord *c, long id, struct myce_http_resp *resp)
 	pthread_mutex_lock(&c->lock);
 	_cleanup_json_ cJSON *row = db_query_one(
 		c, "SELECT m.phase, m.dst_node, p.carried FROM migrations m JOIN pods p ON p.id = m.dst_pod WHERE m.id = %ld", id);
-	if (!row || strcmp(myce_json_str(row, "phase"), "dump") != 0) {
+	if (!row || (strcmp(myce_json_str(row, "phase"), "dump") && strcmp(myce_json_str(row, "phase"), "precopy"))) {
 		pthread_mutex_unlock(&c->lock);
 		return myce_http_error(resp, row ? 409 : 404, "migration %ld is not waiting for a hand-off", id);
 	}
@@ -432,6 +446,21 @@ static double ms_between(const cJSON *phases, const char *a, const char *b)
 	return ta >= 0 && tb >= 0 ? (tb - ta) / 1000.0 : -1;
 }
 
+/* The source node is about to freeze the application (after any pre-copy). */
+void mig_freeze(struct coord *c, long id, struct myce_http_resp *resp)
+{
+	pthread_mutex_lock(&c->lock);
+	_cleanup_json_ cJSON *row = db_query_one(c, "SELECT phase FROM migrations WHERE id = %ld", id);
+	if (!row || strcmp(myce_json_str(row, "phase"), "precopy") != 0) {
+		pthread_mutex_unlock(&c->lock);
+		return myce_http_error(resp, row ? 409 : 404, "migration %ld is not in its pre-copy", id);
+	}
+	set_phase(c, id, "dump");
+	pthread_mutex_unlock(&c->lock);
+	resp->json = cJSON_CreateObject();
+	cJSON_AddBoolToObject(resp->json, "ok", true);
+}
+
 cJSON *mig_get(struct coord *c, long id)
 {
 	cJSON *m = db_query_one(c, "SELECT id, app, src_node AS 'from', dst_node AS 'to', src_pod, dst_pod, mode, phase,"
@@ -446,7 +475,10 @@ cJSON *mig_get(struct coord *c, long id)
 	cJSON_DeleteItemFromObject(m, "result");
 	cJSON *t = cJSON_CreateObject();
 	const char *end = myce_json_str(m, "outcome");
-	cJSON_AddNumberToObject(t, "prepare_ms", ms_between(phases, "prepare", "dump"));
+	double pre_ms = ms_between(phases, "precopy", "dump");
+	cJSON_AddNumberToObject(t, "prepare_ms", ms_between(phases, "prepare", pre_ms >= 0 ? "precopy" : "dump"));
+	if (pre_ms >= 0)
+		cJSON_AddNumberToObject(t, "precopy_ms", pre_ms);
 	if (res) {
 		double dump = myce_json_num(res, "dump_ms", -1);
 		double fs = myce_json_num(res, "freeze_start_wall_us", 0);
@@ -460,6 +492,18 @@ cJSON *mig_get(struct coord *c, long id)
 		cJSON_AddNumberToObject(m, "bytes_raw", myce_json_num(res, "bytes_raw", 0));
 		cJSON_AddNumberToObject(m, "bytes_wire", myce_json_num(res, "bytes_wire", 0));
 		cJSON_AddNumberToObject(m, "zstd_level", myce_json_num(res, "zstd_level", 0));
+		const char *picked = myce_json_str(res, "mode_picked");
+		if (picked) {
+			cJSON_AddStringToObject(m, "mode_picked", picked);
+			cJSON_AddStringToObject(m, "mode_reason", myce_json_str(res, "auto_reason"));
+		}
+		const cJSON *pre = cJSON_GetObjectItem(res, "precopy");
+		if (pre) {
+			cJSON *pc = cJSON_Duplicate(pre, true);
+			/* What crossed the link during the freeze, for comparison. */
+			cJSON_AddNumberToObject(pc, "freeze_bytes_wire", myce_json_num(res, "bytes_wire", 0));
+			cJSON_AddItemToObject(m, "precopy", pc);
+		}
 	}
 	if (end)
 		cJSON_AddNumberToObject(t, "total_ms", ms_between(phases, "accepted", end));
@@ -509,7 +553,8 @@ static void *recover_thread(void *arg)
 			cJSON_Delete(rec);
 			rec = NULL;
 			int st = node_call(c, m->src_node, "GET", path, NULL, 5000, &rec, NULL);
-			if (st != 200 || strcmp(myce_json_str(rec, "state"), "running") != 0)
+			const char *state = myce_json_str(rec, "state");
+			if (st != 200 || !state || strcmp(state, "running") != 0)
 				break;
 			usleep(100 * 1000);
 		}
@@ -521,10 +566,11 @@ static void *recover_thread(void *arg)
 			_cleanup_json_ cJSON *dst = agent_state(c, m->dst_node, m->dst_pod);
 			_cleanup_json_ cJSON *src = agent_state(c, m->src_node, m->src_pod);
 			_cleanup_json_ cJSON *r = cJSON_CreateObject();
-			if (dst && !strcmp(myce_json_str(dst, "state"), "running")) {
+			const char *ds = myce_json_str(dst, "state"), *ss = myce_json_str(src, "state");
+			if (ds && !strcmp(ds, "running")) {
 				commit(m, r);
 			} else {
-				bool src_runs = src && !strcmp(myce_json_str(src, "state"), "running");
+				bool src_runs = ss && !strcmp(ss, "running");
 				cJSON_AddBoolToObject(r, "dumped", !src_runs);
 				rollback(m, r, "coordinator restarted; the source node had no record of the transfer");
 			}
