@@ -13,6 +13,8 @@
  * allocates what a peer asks for.  Every record is validated before it is
  * acted on. */
 #include "stream.h"
+#include "blockstore.h"
+#include "precopy.h"
 #include "util.h"
 
 #include <dirent.h>
@@ -31,18 +33,20 @@
 #define XXH_STATIC_LINKING_ONLY
 #include <xxhash.h>
 
-/* Record types.  0x10..0x1f are per-file content records; the gaps are
- * reserved for later versions.  Anything else is rejected. */
+/* Record types (stream.h).  0x10..0x1f are per-file content records,
+ * 0x30..0x3f the pre-copy's (lib/precopy.c); the gaps are reserved for
+ * later versions.  Anything else is rejected. */
 enum {
-	REC_HELLO = 0x01,
-	REC_PLAN = 0x02,
-	REC_FILE_BEGIN = 0x10,
-	REC_DATA_ZSTD = 0x11,
-	REC_DATA_RAW = 0x12,
-	REC_BLOCK_REF = 0x13, /* reserved: block the receiver already holds */
-	REC_FILE_END = 0x1f,
-	REC_END = 0x20,
-	REC_ABORT = 0x7f,
+	REC_HELLO = MYCE_REC_HELLO,
+	REC_PLAN = MYCE_REC_PLAN,
+	REC_FILE_BEGIN = MYCE_REC_FILE_BEGIN,
+	REC_DATA_ZSTD = MYCE_REC_DATA_ZSTD,
+	REC_DATA_RAW = MYCE_REC_DATA_RAW,
+	REC_BLOCK_REF = MYCE_REC_BLOCK_REF, /* v2: names of blocks the receiver holds */
+	REC_BLOCK_RUN = MYCE_REC_BLOCK_RUN, /* v2: a run of pre-copied (or zero) blocks */
+	REC_FILE_END = MYCE_REC_FILE_END,
+	REC_END = MYCE_REC_END,
+	REC_ABORT = MYCE_REC_ABORT,
 };
 
 #define MAGIC "MYCESTRM" /* 8 bytes, no NUL on the wire */
@@ -57,6 +61,11 @@ enum {
 #define FILE_FIXED (2u + 4 + 4 + 4 + 8) /* FILE_BEGIN without the path */
 #define END_LEN 32
 #define FLUSH_AT ((size_t)256 << 10)
+#define BLK MYCE_BLOCK_SIZE
+#define MAX_REFS 4096 /* names per BLOCK_REF record */
+#define REF_MAX (MAX_REFS * 16)
+#define RUN_LEN 12            /* BLOCK_RUN: u64 first, u32 count */
+#define ZERO_RUN UINT64_MAX   /* BLOCK_RUN's first for a run of zero blocks */
 
 /* Big-endian integers of n bytes (record fields only: not a hot path). */
 static void put_be(uint8_t *p, uint64_t v, int n)
@@ -77,6 +86,11 @@ static void put_header(uint8_t *h, uint8_t type, size_t len)
 {
 	h[0] = type;
 	put_be(h + 1, (uint32_t)len, 4);
+}
+
+void myce_stream_put_header(uint8_t *hdr, uint8_t type, uint32_t len)
+{
+	put_header(hdr, type, len);
 }
 
 /* Writes all of buf.  MSG_NOSIGNAL: a peer that went away is EPIPE, not a
@@ -100,6 +114,11 @@ static int write_all(int fd, const void *buf, size_t len)
 		len -= (size_t)n;
 	}
 	return 0;
+}
+
+int myce_stream_write_all(int fd, const void *buf, size_t len)
+{
+	return write_all(fd, buf, len);
 }
 
 /* Copies untrusted bytes for an error message, control characters as '?'. */
@@ -215,6 +234,15 @@ struct sender {
 	uint64_t raw_done, raw_total, wire_bytes, files;
 	myce_stream_progress_fn progress;
 	void *ud;
+	/* Version 2: references to blocks the receiver holds. */
+	const struct myce_precopy_tx *known; /* NULL: version 1 */
+	const char *refs_prefix;
+	uint8_t *names; /* pending BLOCK_REF names */
+	size_t nnames;
+	uint64_t run_first; /* pending BLOCK_RUN (run_len 0: none) */
+	uint32_t run_len;
+	struct myce_blockname run_name; /* its first block */
+	uint64_t ref_blocks, zero_blocks;
 };
 
 static int snd_flush(struct sender *s, struct myce_error **err)
@@ -251,6 +279,156 @@ static int snd_commit(struct sender *s, uint8_t type, size_t payload_len, struct
 	return s->len >= FLUSH_AT ? snd_flush(s, err) : 0;
 }
 
+/* One data record of n <= CHUNK raw bytes: compressed if that helps. */
+static int send_data(struct sender *s, const uint8_t *raw, size_t n, struct myce_error **err)
+{
+	uint8_t *p;
+	int r = snd_reserve(s, s->cctx ? ZSTD_compressBound(n) : n, &p, err);
+	if (r < 0)
+		return r;
+	uint8_t type = REC_DATA_RAW;
+	size_t wire_n = n;
+	size_t z = s->cctx ? ZSTD_compress2(s->cctx, p, ZSTD_compressBound(n), raw, n) : 0;
+	if (s->cctx && !ZSTD_isError(z) && z < n) {
+		type = REC_DATA_ZSTD;
+		wire_n = z;
+	} else {
+		memcpy(p, raw, n);
+	}
+	return snd_commit(s, type, wire_n, err);
+}
+
+static int flush_names(struct sender *s, struct myce_error **err)
+{
+	if (s->nnames == 0)
+		return 0;
+	uint8_t *p;
+	int r = snd_reserve(s, s->nnames * 16, &p, err);
+	if (r < 0)
+		return r;
+	memcpy(p, s->names, s->nnames * 16);
+	r = snd_commit(s, REC_BLOCK_REF, s->nnames * 16, err);
+	s->nnames = 0;
+	return r;
+}
+
+/* Emits the pending run: a BLOCK_RUN record, or for a single block its name
+ * (16 bytes in a BLOCK_REF beat a 17-byte record). */
+static int flush_run(struct sender *s, struct myce_error **err)
+{
+	if (s->run_len == 0)
+		return 0;
+	uint32_t n = s->run_len;
+	s->run_len = 0;
+	if (n == 1) {
+		if (s->nnames == MAX_REFS) {
+			int r = flush_names(s, err);
+			if (r < 0)
+				return r;
+		}
+		memcpy(s->names + 16 * s->nnames++, s->run_name.b, 16);
+		return 0;
+	}
+	int r = flush_names(s, err); /* they come first */
+	uint8_t *p;
+	if (r < 0 || (r = snd_reserve(s, RUN_LEN, &p, err)) < 0)
+		return r;
+	put_be(p, s->run_first, 8);
+	put_be(p + 8, n, 4);
+	return snd_commit(s, REC_BLOCK_RUN, RUN_LEN, err);
+}
+
+static int flush_refs(struct sender *s, struct myce_error **err)
+{
+	int r = flush_run(s, err);
+	return r < 0 ? r : flush_names(s, err);
+}
+
+/* Queues a reference to a block: seq is its pre-copy sequence number, or
+ * ZERO_RUN for an all-zero block.  Consecutive sequence numbers (and
+ * consecutive zero blocks) make one run. */
+static int add_ref(struct sender *s, const struct myce_blockname *name, uint64_t seq,
+		   struct myce_error **err)
+{
+	s->ref_blocks++;
+	if (seq == ZERO_RUN)
+		s->zero_blocks++;
+	if (s->run_len > 0 && s->run_len < UINT32_MAX &&
+	    (seq == ZERO_RUN ? s->run_first == ZERO_RUN
+			     : s->run_first != ZERO_RUN && seq == s->run_first + s->run_len)) {
+		s->run_len++;
+		return 0;
+	}
+	int r = flush_run(s, err);
+	s->run_first = seq;
+	s->run_len = 1;
+	s->run_name = *name;
+	return r;
+}
+
+/* A CRIU page file of the refs source: "prefix/.../pages-*.img". */
+static bool is_page_file(const struct sender *s, const struct entry *e)
+{
+	size_t pl = strlen(s->refs_prefix);
+	if (strncmp(e->wire, s->refs_prefix, pl) != 0 || e->wire[pl] != '/')
+		return false;
+	const char *base = strrchr(e->wire, '/') + 1;
+	size_t bl = strlen(base);
+	return bl > 10 && !strncmp(base, "pages-", 6) && !strcmp(base + bl - 4, ".img");
+}
+
+/* The data of a page file, each 4 KiB block (page data is 4 KiB-aligned in
+ * these files) as a reference if the receiver holds it or it is zero, the
+ * runs of other blocks as data records. */
+static int send_page_data(struct sender *s, const struct entry *e, int fd, struct myce_error **err)
+{
+	int r;
+	for (uint64_t left = e->size; left > 0;) {
+		size_t n = left < CHUNK ? (size_t)left : CHUNK;
+		r = myce_read_full(fd, s->in, n);
+		if (r == -EPIPE)
+			return myce_error_set(err, EIO, "stream: %s shrank while being sent", e->path);
+		if (r < 0)
+			return myce_error_set(err, -r, "stream: read %s: %s", e->path, strerror(-r));
+		XXH3_64bits_update(&s->file, s->in, n);
+		XXH3_64bits_update(&s->all, s->in, n);
+		size_t data_from = 0; /* start of the pending data run */
+		for (size_t off = 0; off + BLK <= n; off += BLK) {
+			const uint8_t *b = s->in + off;
+			struct myce_blockname name;
+			uint32_t seq = 0;
+			uint64_t ref;
+			if (myce_block_is_zero(b)) {
+				name = *myce_block_zero_name();
+				ref = ZERO_RUN;
+			} else {
+				myce_block_name(b, &name);
+				if (!myce_precopy_tx_lookup(s->known, &name, &seq))
+					continue; /* data: extends the pending run */
+				ref = seq;
+			}
+			if (off > data_from) {
+				if ((r = flush_refs(s, err)) < 0 ||
+				    (r = send_data(s, s->in + data_from, off - data_from, err)) < 0)
+					return r;
+			}
+			if ((r = add_ref(s, &name, ref, err)) < 0)
+				return r;
+			data_from = off + BLK;
+		}
+		if (n > data_from) { /* includes a partial last block */
+			if ((r = flush_refs(s, err)) < 0 ||
+			    (r = send_data(s, s->in + data_from, n - data_from, err)) < 0)
+				return r;
+		}
+		left -= n;
+		s->raw_done += n;
+		if (s->progress)
+			s->progress(s->ud, s->raw_done, s->raw_total, s->wire_bytes);
+	}
+	return flush_refs(s, err);
+}
+
 static int send_file(struct sender *s, const struct entry *e, struct myce_error **err)
 {
 	_cleanup_close_ int fd = open(e->path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
@@ -272,7 +450,10 @@ static int send_file(struct sender *s, const struct entry *e, struct myce_error 
 		return r;
 
 	XXH3_64bits_reset(&s->file);
-	for (uint64_t left = e->size; left > 0;) {
+	bool refs = s->known && is_page_file(s, e);
+	if (refs && (r = send_page_data(s, e, fd, err)) < 0)
+		return r;
+	for (uint64_t left = refs ? 0 : e->size; left > 0;) {
 		size_t n = left < CHUNK ? (size_t)left : CHUNK;
 		if ((r = snd_reserve(s, s->cctx ? ZSTD_compressBound(n) : n, &p, err)) < 0)
 			return r;
@@ -328,7 +509,7 @@ static int send_stream(struct sender *s, const char *meta, const struct entries 
 	if (r < 0)
 		return r;
 	memcpy(p, MAGIC, 8);
-	put_be(p + 8, MYCE_STREAM_VERSION, 2);
+	put_be(p + 8, s->known ? MYCE_STREAM_VERSION_REFS : MYCE_STREAM_VERSION, 2);
 	put_be(p + 10, XXH3_64bits(meta, mlen), 8);
 	memcpy(p + HELLO_FIXED, meta, mlen);
 	if ((r = snd_commit(s, REC_HELLO, HELLO_FIXED + mlen, err)) < 0)
@@ -369,10 +550,24 @@ int myce_stream_send(int fd, const char *meta_json, const struct myce_stream_sou
 		     size_t nsrcs, int zstd_level, myce_stream_progress_fn progress, void *ud,
 		     struct myce_stream_stats *stats, struct myce_error **err)
 {
+	struct myce_stream_send_opts o = { .zstd_level = zstd_level, .progress = progress, .ud = ud };
+	return myce_stream_send_ex(fd, meta_json, srcs, nsrcs, &o, stats, err);
+}
+
+int myce_stream_send_ex(int fd, const char *meta_json, const struct myce_stream_source *srcs,
+			size_t nsrcs, const struct myce_stream_send_opts *opts,
+			struct myce_stream_stats *stats, struct myce_error **err)
+{
+	static const struct myce_stream_send_opts defaults = { .zstd_level = 1 };
+	if (!opts)
+		opts = &defaults;
 	_cleanup_error_ struct myce_error *e = NULL;
 	int64_t t0 = myce_now_us();
 	const char *meta = meta_json ? meta_json : "";
-	struct sender s = { .fd = fd, .progress = progress, .ud = ud };
+	int zstd_level = opts->zstd_level;
+	struct sender s = { .fd = fd, .progress = opts->progress, .ud = opts->ud,
+			    .known = opts->known,
+			    .refs_prefix = opts->refs_prefix ? opts->refs_prefix : "img" };
 	struct entries l = { 0 };
 	int r;
 
@@ -391,11 +586,14 @@ int myce_stream_send(int fd, const char *meta_json, const struct myce_stream_sou
 		s.out = xmalloc(s.cap);
 		if (zstd_level != 0) {
 			s.cctx = ZSTD_createCCtx();
-			s.in = xmalloc(CHUNK);
 			if (!s.cctx)
 				abort();
 			ZSTD_CCtx_setParameter(s.cctx, ZSTD_c_compressionLevel, zstd_level);
 		}
+		if (zstd_level != 0 || s.known)
+			s.in = xmalloc(CHUNK);
+		if (s.known)
+			s.names = xmalloc(REF_MAX);
 		XXH3_64bits_reset(&s.wire);
 		XXH3_64bits_reset(&s.all);
 		r = send_stream(&s, meta, &l, &e);
@@ -406,8 +604,9 @@ int myce_stream_send(int fd, const char *meta_json, const struct myce_stream_sou
 		myce_stream_send_abort(fd, myce_error_msg(e));
 	if (stats)
 		*stats = (struct myce_stream_stats){ s.raw_done, s.wire_bytes, s.files,
-						     myce_now_us() - t0 };
+						     myce_now_us() - t0, s.ref_blocks, s.zero_blocks };
 	ZSTD_freeCCtx(s.cctx);
+	free(s.names);
 	free(s.in);
 	free(s.out);
 	entries_clear(&l);
@@ -447,6 +646,8 @@ struct receiver {
 	char *parent; /* last directory created */
 	myce_stream_progress_fn progress;
 	void *ud;
+	const struct myce_blockstore *store; /* resolves references, or NULL */
+	uint64_t ref_blocks, zero_blocks;
 };
 
 /* Name and largest accepted payload of each record type; a type without a
@@ -460,11 +661,51 @@ static const struct {
 	[REC_FILE_BEGIN] = { "FILE_BEGIN", FILE_FIXED + MAX_PATH },
 	[REC_DATA_ZSTD] = { "DATA_ZSTD", MAX_PAYLOAD },
 	[REC_DATA_RAW] = { "DATA_RAW", CHUNK },
-	[REC_BLOCK_REF] = { "BLOCK_REF", 0 },
+	[REC_BLOCK_REF] = { "BLOCK_REF", REF_MAX },
+	[REC_BLOCK_RUN] = { "BLOCK_RUN", RUN_LEN },
 	[REC_FILE_END] = { "FILE_END", 8 },
 	[REC_END] = { "END", END_LEN },
+	/* lib/precopy.c checks their exact layout */
+	[MYCE_REC_PRECOPY_BEGIN] = { "PRECOPY_BEGIN", 64 },
+	[MYCE_REC_PRECOPY_BLOCKS] = { "PRECOPY_BLOCKS", MAX_PAYLOAD },
+	[MYCE_REC_PRECOPY_END] = { "PRECOPY_END", 64 },
+	[MYCE_REC_PRECOPY_ACK] = { "PRECOPY_ACK", 64 },
 	[REC_ABORT] = { "ABORT", MAX_ABORT_MSG },
 };
+
+int myce_stream_read_record(int fd, void *buf, uint32_t cap, uint8_t *type, uint32_t *len,
+			    const char *what, const char *peer, uint64_t *wire_bytes,
+			    struct myce_error **err)
+{
+	uint8_t h[HDR_LEN];
+	int ret = myce_read_full(fd, h, HDR_LEN);
+	if (ret == 0) {
+		if (wire_bytes)
+			*wire_bytes += HDR_LEN;
+		*type = h[0];
+		*len = get_be(h + 1, 4);
+		const char *name = rec_info[*type].name;
+		if (!name)
+			return myce_error_set(err, EPROTO, "%s: unknown record type 0x%02x", what,
+					      *type);
+		if (*len > rec_info[*type].max || *len > cap)
+			return myce_error_set(err, EPROTO, "%s: %s record of %" PRIu32
+					      " bytes is too large", what, name, *len);
+		ret = myce_read_full(fd, buf, *len);
+		if (ret == 0 && wire_bytes)
+			*wire_bytes += *len;
+	}
+	if (ret == -EPIPE)
+		return myce_error_set(err, EPIPE, "%s: truncated: connection closed by the %s", what,
+				      peer);
+	if (ret < 0)
+		return myce_error_set(err, -ret, "%s: receive: %s", what, strerror(-ret));
+	if (*type == REC_ABORT) {
+		_cleanup_free_ char *msg = printable(buf, *len);
+		return myce_error_set(err, ECONNABORTED, "%s: %s aborted: %s", what, peer, msg);
+	}
+	return 0;
+}
 
 static int rcv_read(struct receiver *r, void *buf, size_t len, struct myce_error **err)
 {
@@ -531,10 +772,11 @@ int myce_stream_recv_hello(int fd, char **meta_json_out, struct myce_error **err
 	if (len < HELLO_FIXED || memcmp(buf, MAGIC, 8) != 0)
 		return myce_error_set(err, EPROTO, "stream: not a mycedrive stream (bad magic)");
 	uint16_t version = get_be(buf + 8, 2);
-	if (version != MYCE_STREAM_VERSION)
+	if (version != MYCE_STREAM_VERSION && version != MYCE_STREAM_VERSION_REFS)
 		return myce_error_set(err, EPROTONOSUPPORT,
-				      "stream: protocol version %u not supported (this node speaks %d)",
-				      version, MYCE_STREAM_VERSION);
+				      "stream: protocol version %u not supported (this node speaks "
+				      "%d and %d)",
+				      version, MYCE_STREAM_VERSION, MYCE_STREAM_VERSION_REFS);
 	const uint8_t *meta = buf + HELLO_FIXED;
 	size_t mlen = len - HELLO_FIXED;
 	if (XXH3_64bits(meta, mlen) != get_be(buf + 10, 8))
@@ -658,6 +900,98 @@ static int rcv_data(struct receiver *r, uint8_t type, uint32_t len, struct myce_
 	return 0;
 }
 
+/* Writes n resolved bytes of r->raw to the file. */
+static int rcv_write_raw(struct receiver *r, size_t n, struct myce_error **err)
+{
+	XXH3_64bits_update(&r->file, r->raw, n);
+	XXH3_64bits_update(&r->all, r->raw, n);
+	int ret = myce_write_full(r->out, r->raw, n);
+	if (ret < 0)
+		return myce_error_set(err, -ret, "stream: write %s: %s", r->name, strerror(-ret));
+	r->got += n;
+	r->raw_done += n;
+	return 0;
+}
+
+/* BLOCK_REF (names) or BLOCK_RUN (pre-copy sequence numbers, or zeros):
+ * every block comes from the store and is verified against its name. */
+static int rcv_refs(struct receiver *r, uint8_t type, uint32_t len, struct myce_error **err)
+{
+	const char *what = rec_info[type].name;
+	if (r->out < 0)
+		return myce_error_set(err, EPROTO, "stream: %s record outside a file", what);
+	uint64_t first = 0, count;
+	if (type == REC_BLOCK_REF) {
+		if (len == 0 || len % 16)
+			return myce_error_set(err, EPROTO, "stream: malformed BLOCK_REF record");
+		count = len / 16;
+	} else {
+		first = get_be(r->buf, 8);
+		count = get_be(r->buf + 8, 4);
+		if (len != RUN_LEN || count == 0 ||
+		    (first != ZERO_RUN && count > ZERO_RUN - first))
+			return myce_error_set(err, EPROTO, "stream: malformed BLOCK_RUN record");
+	}
+	if (count > (r->size - r->got) / BLK)
+		return myce_error_set(err, EBADMSG,
+				      "stream: file %s: more data than the declared %" PRIu64 " bytes",
+				      r->name, r->size);
+	size_t fill = 0;
+	for (uint64_t k = 0; k < count; k++) {
+		struct myce_blockname name;
+		const uint8_t *b = NULL;
+		int ret;
+		if (type == REC_BLOCK_REF) {
+			memcpy(name.b, r->buf + 16 * k, 16);
+			ret = myce_blockstore_read(r->store, &name, &b);
+		} else if (first == ZERO_RUN) {
+			name = *myce_block_zero_name();
+			ret = myce_blockstore_read(r->store, &name, &b);
+		} else {
+			ret = myce_blockstore_read_seq(r->store, first + k, &b, &name);
+		}
+		if (ret < 0) {
+			char hex[33] = "?";
+			if (type == REC_BLOCK_REF || ret == -EBADMSG ||
+			    first + k < myce_blockstore_seq_count(r->store))
+				myce_blockname_hex(&name, hex);
+			uint64_t off = r->got + fill;
+			if (ret == -EBADMSG)
+				return myce_error_set(err, EBADMSG,
+						      "stream: file %s: block at offset %" PRIu64
+						      ": the stored block %s is corrupt (its "
+						      "contents do not match its name)",
+						      r->name, off, hex);
+			if (type == REC_BLOCK_RUN)
+				return myce_error_set(err, ENODATA,
+						      "stream: file %s: block at offset %" PRIu64
+						      ": pre-copied block #%" PRIu64 " (%s) is not in "
+						      "the block store",
+						      r->name, off, first + k, hex);
+			return myce_error_set(err, ENODATA,
+					      "stream: file %s: block at offset %" PRIu64
+					      ": block %s is not in the block store",
+					      r->name, off, hex);
+		}
+		memcpy(r->raw + fill, b, BLK);
+		fill += BLK;
+		if (fill == CHUNK) {
+			if ((ret = rcv_write_raw(r, fill, err)) < 0)
+				return ret;
+			fill = 0;
+		}
+	}
+	int ret = fill ? rcv_write_raw(r, fill, err) : 0;
+	if (ret < 0)
+		return ret;
+	r->ref_blocks += count;
+	if (type == REC_BLOCK_RUN && first == ZERO_RUN)
+		r->zero_blocks += count;
+	if (r->progress)
+		r->progress(r->ud, r->raw_done, r->plan_bytes, r->wire_bytes);
+	return 0;
+}
+
 static int rcv_file_end(struct receiver *r, uint32_t len, struct myce_error **err)
 {
 	if (r->out < 0)
@@ -728,6 +1062,16 @@ static int rcv_loop(struct receiver *r, struct myce_error **err)
 		case REC_DATA_RAW:
 			ret = rcv_data(r, type, len, err);
 			break;
+		case REC_BLOCK_REF:
+		case REC_BLOCK_RUN:
+			if (!r->store)
+				return myce_error_set(err, EPROTO,
+						      "stream: record type %s is not supported by "
+						      "this receiver (no block store: there was no "
+						      "pre-copy on this connection)",
+						      rec_info[type].name);
+			ret = rcv_refs(r, type, len, err);
+			break;
 		case REC_FILE_END:
 			ret = rcv_file_end(r, len, err);
 			break;
@@ -746,6 +1090,17 @@ int myce_stream_recv_files(int fd, const struct myce_stream_dest *dests, size_t 
 			   myce_stream_progress_fn progress, void *ud,
 			   struct myce_stream_stats *stats, struct myce_error **err)
 {
+	struct myce_stream_recv_opts o = { .progress = progress, .ud = ud };
+	return myce_stream_recv_files_ex(fd, dests, ndests, &o, stats, err);
+}
+
+int myce_stream_recv_files_ex(int fd, const struct myce_stream_dest *dests, size_t ndests,
+			      const struct myce_stream_recv_opts *opts,
+			      struct myce_stream_stats *stats, struct myce_error **err)
+{
+	static const struct myce_stream_recv_opts defaults = { 0 };
+	if (!opts)
+		opts = &defaults;
 	int64_t t0 = myce_now_us();
 	struct receiver r = {
 		.fd = fd,
@@ -757,8 +1112,9 @@ int myce_stream_recv_files(int fd, const struct myce_stream_dest *dests, size_t 
 		.dctx = ZSTD_createDCtx(),
 		.raw = xmalloc(CHUNK),
 		.out = -1,
-		.progress = progress,
-		.ud = ud,
+		.progress = opts->progress,
+		.ud = opts->ud,
+		.store = opts->store,
 	};
 	if (!r.dctx)
 		abort();
@@ -771,7 +1127,8 @@ int myce_stream_recv_files(int fd, const struct myce_stream_dest *dests, size_t 
 		close(r.out);
 	if (stats)
 		*stats = (struct myce_stream_stats){ r.raw_done, r.wire_bytes, r.files,
-						     myce_now_us() - t0 };
+						     myce_now_us() - t0, r.ref_blocks,
+						     r.zero_blocks };
 	ZSTD_freeDCtx(r.dctx);
 	free(r.buf);
 	free(r.raw);

@@ -1,7 +1,7 @@
 /* summary.md: per application, a table of medians (min–max) over the
  * completed runs for every bandwidth x technique; then, for every
- * application and bandwidth, live migration's downtime as a fraction of
- * stop-and-copy's; then the runs that did not complete and why. */
+ * application and bandwidth, each mycedrive technique's downtime as a
+ * fraction of stop-and-copy's; then the runs that did not complete and why. */
 #include "bench.h"
 
 #include <errno.h>
@@ -170,39 +170,51 @@ static void app_table(FILE *f, const struct bench_results *rs, const char *app, 
 	}
 }
 
+/* One table per mycedrive technique present (live, precopy, auto): its
+ * median downtime as a fraction of stop-and-copy's, the paper's CRIU
+ * baseline, measured in the same run. */
 static void ratio_table(FILE *f, const struct bench_results *rs, const struct strv *apps, const double *rates,
 			size_t nr)
 {
-	fputs("\n## Live migration's downtime relative to stop-and-copy's\n\n"
-	      "Medians of the client-perceived downtime.\n\n"
-	      "| application | bandwidth | live (ms) | stop-and-copy (ms) | live / stop-and-copy |\n"
-	      "|---|---|---:|---:|---:|\n",
-	      f);
+	static const char *const techs[] = {"live", "precopy", "auto"};
 	size_t off = offsetof(struct bench_result, downtime_ms);
-	for (size_t a = 0; a < apps->n; a++) {
-		for (size_t k = 0; k < nr; k++) {
-			struct bench_stat live = bench_stat_of(rs, apps->v[a], rates[k], "live", off);
-			struct bench_stat sc = bench_stat_of(rs, apps->v[a], rates[k], "stop-and-copy", off);
-			int all_l, all_s, ok;
-			bench_count(rs, apps->v[a], rates[k], "live", &all_l, &ok);
-			bench_count(rs, apps->v[a], rates[k], "stop-and-copy", &all_s, &ok);
-			if (!all_l && !all_s)
-				continue;
-			char lbl[32];
-			fprintf(f, "| %s | %s | ", apps->v[a], bench_rate_label(rates[k], lbl, sizeof(lbl)));
-			if (live.n)
-				put_num(f, live.med, F_MS);
-			else
-				fputs("–", f);
-			fputs(" | ", f);
-			if (sc.n)
-				put_num(f, sc.med, F_MS);
-			else
-				fputs("–", f);
-			if (live.n && sc.n && sc.med > 0)
-				fprintf(f, " | %.2f |\n", live.med / sc.med);
-			else
-				fputs(" | – |\n", f);
+	for (size_t t = 0; t < sizeof(techs) / sizeof(techs[0]); t++) {
+		const char *tech = techs[t];
+		bool header = false;
+		for (size_t a = 0; a < apps->n; a++) {
+			for (size_t k = 0; k < nr; k++) {
+				struct bench_stat x = bench_stat_of(rs, apps->v[a], rates[k], tech, off);
+				struct bench_stat sc = bench_stat_of(rs, apps->v[a], rates[k], "stop-and-copy", off);
+				int all_x, all_s, ok;
+				bench_count(rs, apps->v[a], rates[k], tech, &all_x, &ok);
+				bench_count(rs, apps->v[a], rates[k], "stop-and-copy", &all_s, &ok);
+				if (!all_x || !all_s)
+					continue;
+				if (!header) {
+					fprintf(f,
+						"\n## Downtime of %s relative to stop-and-copy's\n\n"
+						"Medians of the client-perceived downtime, same run.\n\n"
+						"| application | bandwidth | %s (ms) | stop-and-copy (ms) | %s / stop-and-copy |\n"
+						"|---|---|---:|---:|---:|\n",
+						tech, tech, tech);
+					header = true;
+				}
+				char lbl[32];
+				fprintf(f, "| %s | %s | ", apps->v[a], bench_rate_label(rates[k], lbl, sizeof(lbl)));
+				if (x.n)
+					put_num(f, x.med, F_MS);
+				else
+					fputs("–", f);
+				fputs(" | ", f);
+				if (sc.n)
+					put_num(f, sc.med, F_MS);
+				else
+					fputs("–", f);
+				if (x.n && sc.n && sc.med > 0)
+					fprintf(f, " | %.2f |\n", x.med / sc.med);
+				else
+					fputs(" | – |\n", f);
+			}
 		}
 	}
 }

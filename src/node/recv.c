@@ -11,10 +11,12 @@
 #include "netns.h"
 #include "nft.h"
 #include "nlroute.h"
+#include "precopy.h"
 #include "stream.h"
 #include "util.h"
 
 #include <errno.h>
+#include <poll.h>
 #include <string.h>
 #include <sys/socket.h>
 
@@ -67,6 +69,27 @@ int node_target_network(struct node *n, struct pod *p, const cJSON *carried, str
 	return 0;
 }
 
+static void bsp(struct myce_blockstore **b)
+{
+	myce_blockstore_free(*b);
+}
+#define _cleanup_blockstore_ __attribute__((cleanup(bsp)))
+
+/* After a warm-up-done without pre-copy: 1 if the next message is one of our
+ * JSON frames (another warm-up-done), 0 if it is the stream's first record. */
+static int peek_frame_is_json(int fd)
+{
+	unsigned char b[5];
+	struct pollfd p = {.fd = fd, .events = POLLIN};
+	if (poll(&p, 1, 60000) <= 0)
+		return -1;
+	ssize_t n = recv(fd, b, sizeof(b), MSG_PEEK | MSG_WAITALL);
+	if (n < 5)
+		return n < 0 ? -1 : 0;
+	/* A frame is [u32 length]["{"...]; a stream record is [u8 type][u32 len]. */
+	return b[0] == 0 && b[4] == '{';
+}
+
 struct conn {
 	struct node *n;
 	int fd;
@@ -111,7 +134,10 @@ static void handle(struct node *n, int fd)
 	cJSON_AddBoolToObject(ok, "ok", true);
 	answer(fd, ok);
 	log_info("migration %ld: target pod %ld ready, waiting for the checkpoint", mid, pod_id);
-	/* The source warms the connection up; drain its padding. */
+	/* The source warms the connection up; drain its padding.  The last
+	 * warm-up message says whether a pre-copy follows (auto mode may send
+	 * two: measure, then decide). */
+	bool precopy = false;
 	for (;;) {
 		_cleanup_json_ cJSON *f = NULL;
 		if (myce_frame_recv(fd, 60000, &f, &e) < 0)
@@ -121,7 +147,15 @@ static void handle(struct node *n, int fd)
 			cJSON *w = cJSON_CreateObject();
 			cJSON_AddBoolToObject(w, "ok", true);
 			answer(fd, w);
-			break;
+			precopy = myce_json_bool(f, "precopy", false);
+			if (precopy)
+				break;
+			/* Without a pre-copy, the next message is the stream (or one more
+			 * warm-up-done announcing a pre-copy, in auto mode). */
+			int k = peek_frame_is_json(fd);
+			if (k <= 0)
+				break;
+			continue;
 		}
 		size_t n = (size_t)myce_json_num(f, "bytes", 0);
 		if (!op || strcmp(op, "warmup") != 0 || n > MYCE_FRAME_MAX)
@@ -133,6 +167,15 @@ static void handle(struct node *n, int fd)
 				return answer(fd, failure("prepare", "connection lost during warm-up"));
 			n -= k;
 		}
+	}
+
+	_cleanup_blockstore_ struct myce_blockstore *bs = NULL;
+	struct myce_precopy_recv_stats ps = {0};
+	if (precopy) {
+		bs = myce_blockstore_new(1u << 20); /* up to 4 GiB of blocks */
+		if (!bs || myce_precopy_recv(fd, bs, &ps, &e) < 0)
+			return answer(fd, failure("precopy", bs ? myce_error_msg(e) : "no memory for the block store"));
+		log_info("migration %ld: pre-copy received %llu blocks", mid, (unsigned long long)ps.blocks);
 	}
 
 	/* The dump happens now on the source; the stream follows. */
@@ -147,7 +190,8 @@ static void handle(struct node *n, int fd)
 	myce_mkdir_p(imgdir, 0700);
 	struct myce_stream_dest dests[] = {{"img", imgdir}, {"shm", shm}};
 	struct myce_stream_stats st = {0};
-	if (myce_stream_recv_files(fd, dests, ARRAY_SIZE(dests), NULL, NULL, &st, &e) < 0)
+	struct myce_stream_recv_opts ro = {.store = bs};
+	if (myce_stream_recv_files_ex(fd, dests, ARRAY_SIZE(dests), &ro, &st, &e) < 0)
 		return answer(fd, failure("transfer", myce_error_msg(e)));
 	double recv_ms = (double)(myce_now_us() - t0) / 1000.0;
 	if (fault_fire(n, "fail-restore")) {

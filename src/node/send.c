@@ -10,14 +10,25 @@
 #include "cluster.h"
 #include "frame.h"
 #include "log.h"
+#include "memread.h"
+#include "precopy.h"
 #include "stream.h"
 #include "util.h"
 
 #include <errno.h>
+#include <linux/sockios.h>
+#include <sys/ioctl.h>
+#include <stdlib.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <string.h>
 #include <sys/socket.h>
+
+static void txp(struct myce_precopy_tx **t)
+{
+	myce_precopy_tx_free(*t);
+}
+#define _cleanup_precopy_tx_ __attribute__((cleanup(txp)))
 
 struct handoff_call {
 	struct node *n;
@@ -103,12 +114,25 @@ cJSON *node_transfer_get(struct node *n, long mid)
 /* Sends padding for at most ~250 ms or 4 MiB, then waits until the
  * destination has drained it: the link's queue is empty and the window
  * open when the dump starts.  Failures here only cost the warm-up. */
-static uint64_t warm_up(int fd, struct myce_error **err)
+static uint64_t warm_up(int fd, bool precopy_follows, struct myce_error **err)
 {
 	static const char pad[16384];
 	uint64_t sent = 0;
-	int64_t end = myce_now_us() + 250 * 1000;
+	int64_t start = myce_now_us(), end = start + 250 * 1000;
 	while (sent < 4u << 20 && myce_now_us() < end) {
+		/* Keep no more queued than ~100 ms of what the link carried so
+		 * far: enough for the window to grow, and a slow link is not left
+		 * draining seconds of padding once we stop. */
+		int outq = 0;
+		if (ioctl(fd, SIOCOUTQ, &outq) == 0 && outq > 0) {
+			double secs = (double)(myce_now_us() - start) / 1e6;
+			double carried = (double)sent - outq;
+			double allow = secs > 0 ? carried / secs * 0.1 : 0;
+			if (outq > 65536 && outq > allow) {
+				usleep(1000);
+				continue;
+			}
+		}
 		_cleanup_json_ cJSON *h = cJSON_CreateObject();
 		cJSON_AddStringToObject(h, "op", "warmup");
 		cJSON_AddNumberToObject(h, "bytes", sizeof(pad));
@@ -118,10 +142,31 @@ static uint64_t warm_up(int fd, struct myce_error **err)
 	}
 	_cleanup_json_ cJSON *done = cJSON_CreateObject();
 	cJSON_AddStringToObject(done, "op", "warmup-done");
+	cJSON_AddBoolToObject(done, "precopy", precopy_follows);
+	_cleanup_json_ cJSON *ack = NULL;
+	if (myce_frame_send(fd, done, err) == 0)
+		myce_frame_recv(fd, 60000, &ack, err);
+	return sent;
+}
+
+/* After an auto warm-up that said "no pre-copy": a second, empty one that
+ * says yes. */
+static void warm_up_announce(int fd, struct myce_error **err)
+{
+	_cleanup_json_ cJSON *done = cJSON_CreateObject();
+	cJSON_AddStringToObject(done, "op", "warmup-done");
+	cJSON_AddBoolToObject(done, "precopy", true);
 	_cleanup_json_ cJSON *ack = NULL;
 	if (myce_frame_send(fd, done, err) == 0)
 		myce_frame_recv(fd, 30000, &ack, err);
-	return sent;
+}
+
+static double proc_rss_bytes(pid_t pid)
+{
+	_cleanup_free_ char *path = xasprintf("/proc/%d/status", (int)pid);
+	_cleanup_free_ char *s = myce_read_file(path, NULL);
+	const char *p = s ? strstr(s, "VmRSS:") : NULL;
+	return p ? atof(p + 6) * 1024 : 0;
 }
 
 static void fail(cJSON *out, const char *phase, bool dumped, const char *msg)
@@ -241,12 +286,73 @@ static void send_migration(struct node *n, long pod_id, const cJSON *req, struct
 	cJSON_AddNumberToObject(out, "prepare_net_ms", (double)(myce_now_us() - t_begin) / 1000.0);
 	/* Open the congestion window before the freeze, so the checkpoint does
 	 * not crawl through slow start while the application is stopped. */
+	pid_t app = 0;
+	_cleanup_free_ pid_t *tree = NULL;
+	size_t ntree = 0;
+	if (myce_memread_pid_in_ns(agent_pid, MYCE_APP_PID_BASE, &app, NULL) < 0 ||
+	    myce_memread_tree(app, &tree, &ntree, NULL) < 0)
+		ntree = 0;
+	/* Pre-copy: "on", "off", or "auto" (when the memory would take long
+	 * to cross the link inside the freeze; the warm-up measures the link). */
+	const char *pre = myce_json_str(req, "precopy");
+	bool auto_pre = pre && !strcmp(pre, "auto");
+	bool do_pre = pre && !strcmp(pre, "on") && ntree > 0;
 	int64_t t_w = myce_now_us();
-	uint64_t warm = warm_up(fd, &e);
+	uint64_t warm = 0;
+	if (auto_pre && ntree > 0) {
+		/* Measure first (a warm-up that announces no pre-copy cannot be
+		 * undone), so auto warms up in two steps: measure, then decide. */
+		warm = warm_up(fd, false, &e);
+		double secs = (double)(myce_now_us() - t_w) / 1e6;
+		double bw = secs > 0 ? (double)warm / secs : 0; /* bytes/s, an underestimate */
+		double rss = 0;
+		for (size_t i = 0; i < ntree; i++)
+			rss += proc_rss_bytes(tree[i]);
+		/* Assume zstd halves memory; pre-copy pays off when moving it in
+		 * the freeze would take more than 150 ms. */
+		double est = bw > 0 ? rss * 0.5 / bw : 0;
+		do_pre = est > 0.15;
+		_cleanup_free_ char *why = xasprintf("%.0f MB of memory, link measured at >= %.1f Mbit/s: ~%.2f s to move it "
+						     "while frozen", rss / 1e6, bw * 8 / 1e6, est);
+		cJSON_AddStringToObject(out, "auto_reason", why);
+		cJSON_AddStringToObject(out, "mode_picked", do_pre ? "precopy" : "live");
+		log_info("migration %ld: auto mode picks %s (%s)", mid, do_pre ? "pre-copy" : "plain live", why);
+		if (do_pre) /* tell the destination: a second, empty warm-up announces it */
+			warm_up_announce(fd, &e);
+	} else {
+		warm = warm_up(fd, do_pre, &e);
+	}
 	cJSON_AddNumberToObject(out, "warmup_bytes", (double)warm);
 	cJSON_AddNumberToObject(out, "warmup_ms", (double)(myce_now_us() - t_w) / 1000.0);
 
-	/* 2. Freeze and dump. */
+	/* Pre-copy: the memory crosses the link while the application serves. */
+	_cleanup_precopy_tx_ struct myce_precopy_tx *tx = NULL;
+	if (do_pre) {
+		tx = myce_precopy_tx_new();
+		struct myce_precopy_opts po = myce_precopy_opts_default();
+		po.zstd_level = level > 0 ? level : 1;
+		struct myce_precopy_report rep = {0};
+		int64_t t_p = myce_now_us();
+		if (myce_precopy_send(fd, tx, tree, ntree, &po, &rep, &e) < 0)
+			return fail(out, "precopy", false, myce_error_msg(e));
+		cJSON *pj = cJSON_AddObjectToObject(out, "precopy");
+		cJSON_AddNumberToObject(pj, "rounds", rep.rounds);
+		cJSON_AddNumberToObject(pj, "blocks", (double)rep.blocks_sent);
+		cJSON_AddNumberToObject(pj, "bytes_raw", (double)rep.raw_bytes);
+		cJSON_AddNumberToObject(pj, "bytes_wire", (double)rep.wire_bytes);
+		cJSON_AddNumberToObject(pj, "ms", (double)(myce_now_us() - t_p) / 1000.0);
+		cJSON_AddStringToObject(pj, "stop", rep.stop ? rep.stop : "");
+		cJSON *rj = cJSON_AddArrayToObject(pj, "per_round_wire_bytes");
+		for (unsigned i = 0; i < rep.rounds && i < MYCE_PRECOPY_MAX_ROUNDS; i++)
+			cJSON_AddItemToArray(rj, cJSON_CreateNumber((double)rep.round[i].wire_bytes));
+	}
+
+	/* 2. Freeze and dump.  Tell the coordinator first (outside the freeze);
+	 * if it is unreachable, go on: a restarted coordinator asks us. */
+	if (pre && strcmp(pre, "off") != 0) {
+		_cleanup_free_ char *url = xasprintf("%s/v1/migrations/%ld/freeze", n->coord_url, mid);
+		myce_http_call("POST", url, n->token, NULL, 5000, NULL, NULL);
+	}
 	_cleanup_json_ cJSON *ckreq = cJSON_CreateObject();
 	cJSON_AddStringToObject(ckreq, "op", "checkpoint");
 	_cleanup_json_ cJSON *ck = NULL;
@@ -277,7 +383,9 @@ static void send_migration(struct node *n, long pod_id, const cJSON *req, struct
 	transfer_track(n, mid, true);
 	_cleanup_free_ char *meta = xasprintf("{\"migration_id\":%ld}", mid);
 	int64_t t_x = myce_now_us();
-	int rs = myce_stream_send(fd, meta, srcs, ARRAY_SIZE(srcs), level, on_progress, &pc, &st, &e);
+	/* With a pre-copy, page data the destination holds goes as references. */
+	struct myce_stream_send_opts so = {.zstd_level = level, .progress = on_progress, .ud = &pc, .known = tx};
+	int rs = myce_stream_send_ex(fd, meta, srcs, ARRAY_SIZE(srcs), &so, &st, &e);
 	transfer_track(n, mid, false);
 	/* Until the destination has it all: the sender finishes writing into
 	 * socket buffers much earlier on a slow link (see recv_ms below). */

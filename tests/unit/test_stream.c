@@ -21,6 +21,8 @@
 #include <sys/stat.h>
 #include <xxhash.h>
 
+#include "blockstore.h"
+#include "precopy.h"
 #include "stream.h"
 #include "util.h"
 
@@ -184,6 +186,9 @@ static void *feed_main(void *arg)
 	return NULL;
 }
 
+/* The block store recv_bytes() resolves references from (NULL: none). */
+static const struct myce_blockstore *recv_store;
+
 /* Feeds bytes through a socket to the receiver (dests img, shm under root/dst);
  * returns its result and, on failure, its message in *msg. */
 static int recv_bytes(const uint8_t *p, size_t len, char **msg)
@@ -200,8 +205,9 @@ static int recv_bytes(const uint8_t *p, size_t len, char **msg)
 	struct myce_error *err = NULL;
 	_cleanup_free_ char *meta = NULL;
 	int r = myce_stream_recv_hello(sv[0], &meta, &err);
+	struct myce_stream_recv_opts ro = { .store = recv_store };
 	if (r == 0)
-		r = myce_stream_recv_files(sv[0], dests, 2, NULL, NULL, NULL, &err);
+		r = myce_stream_recv_files_ex(sv[0], dests, 2, &ro, NULL, &err);
 	close(sv[0]);
 	pthread_join(t, NULL);
 	close(sv[1]);
@@ -221,12 +227,17 @@ static void assert_recv_fails(const uint8_t *p, size_t len, const char *needle)
 		fail_msg("error \"%s\" does not contain \"%s\"", msg, needle);
 }
 
-/* Sends a stream into a memfd and returns its bytes. */
-static uint8_t *capture(const struct myce_stream_source *srcs, size_t n, int level, size_t *len)
+/* Sends a stream into a memfd and returns its bytes; with known, a version 2
+ * stream with references. */
+static uint8_t *capture_ex(const struct myce_stream_source *srcs, size_t n, int level,
+			   const struct myce_precopy_tx *known, size_t *len)
 {
 	int fd = memfd_create("stream", MFD_CLOEXEC);
 	struct myce_error *err = NULL;
-	int r = myce_stream_send(fd, "{\"id\":\"m1\"}", srcs, n, level, NULL, NULL, NULL, &err);
+	struct myce_stream_send_opts o = { .zstd_level = level, .known = known };
+	int r = known ? myce_stream_send_ex(fd, "{\"id\":\"m1\"}", srcs, n, &o, NULL, &err)
+		      : myce_stream_send(fd, "{\"id\":\"m1\"}", srcs, n, level, NULL, NULL, NULL,
+					 &err);
 	if (r < 0)
 		fail_msg("%s", myce_error_msg(err));
 	off_t size = lseek(fd, 0, SEEK_END);
@@ -235,6 +246,11 @@ static uint8_t *capture(const struct myce_stream_source *srcs, size_t n, int lev
 	close(fd);
 	*len = (size_t)size;
 	return buf;
+}
+
+static uint8_t *capture(const struct myce_stream_source *srcs, size_t n, int level, size_t *len)
+{
+	return capture_ex(srcs, n, level, NULL, len);
 }
 
 /* ---- hand-crafted streams (docs/stream.md) -------------------------------- */
@@ -502,8 +518,8 @@ static void test_protocol_errors(void **state)
 {
 	uint8_t big[8] = { 0x12, 0x7f, 0xff, 0xff, 0xff };
 	W.len = 0;
-	hello(&W, 2, "{}");
-	assert_recv_fails(W.p, W.len, "protocol version 2 not supported");
+	hello(&W, 3, "{}");
+	assert_recv_fails(W.p, W.len, "protocol version 3 not supported");
 	assert_recv_fails((const uint8_t *)"GET / HTTP/1.1\r\n\r\n", 18, "unknown record type");
 	W.len = 0;
 	hello(&W, 1, "{}");
@@ -637,6 +653,308 @@ static void test_throughput(void **state)
 	}
 }
 
+/* ---- version 2: references to pre-copied blocks ---------------------------- */
+
+#define BLK MYCE_BLOCK_SIZE
+#define NKNOWN 200
+
+/* NKNOWN distinct blocks that the receiver "holds": in its store and in the
+ * sender's known set, in the same order (sequence numbers 0..NKNOWN-1), as
+ * after a pre-copy. */
+static uint8_t known_blocks[NKNOWN][BLK];
+
+static void seed_known(struct myce_blockstore **bs, struct myce_precopy_tx **tx)
+{
+	*bs = myce_blockstore_new(4 * NKNOWN);
+	*tx = myce_precopy_tx_new();
+	for (size_t i = 0; i < NKNOWN; i++) {
+		fill_random(known_blocks[i], BLK);
+		struct myce_blockname n;
+		assert_int_equal(myce_blockstore_put(*bs, known_blocks[i], &n), 1);
+		assert_int_equal(myce_precopy_tx_add(*tx, &n), i);
+	}
+}
+
+/* Appends block specs to buf: K<i> a known block, 'Z' zero, 'U' unknown. */
+struct bspec {
+	char kind;
+	int from, to; /* K: known_blocks[from..to] */
+};
+
+static size_t build_blocks(uint8_t *buf, const struct bspec *v, size_t n)
+{
+	size_t len = 0;
+	for (size_t i = 0; i < n; i++) {
+		if (v[i].kind == 'K') {
+			for (int k = v[i].from; k <= v[i].to; k++, len += BLK)
+				memcpy(buf + len, known_blocks[k], BLK);
+		} else {
+			for (int k = 0; k < v[i].from; k++, len += BLK) {
+				if (v[i].kind == 'Z')
+					memset(buf + len, 0, BLK);
+				else
+					fill_random(buf + len, BLK);
+			}
+		}
+	}
+	return len;
+}
+
+static uint16_t hello_version(const uint8_t *stream)
+{
+	return (uint16_t)(stream[5 + 8] << 8 | stream[5 + 9]);
+}
+
+static void refs_round_trip(int level)
+{
+	struct myce_blockstore *bs;
+	struct myce_precopy_tx *tx;
+	seed_known(&bs, &tx);
+	_cleanup_free_ char *simg = xasprintf("%s/src/img", root);
+	_cleanup_free_ char *sshm = xasprintf("%s/src/shm", root);
+	_cleanup_free_ uint8_t *buf = xmalloc(400 * BLK);
+	/* Runs, single known blocks out of order, zero runs and single zeros,
+	 * unknown blocks (data), known blocks after unknown ones. */
+	static const struct bspec p1[] = {
+		{ 'K', 0, 49 }, { 'Z', 3 }, { 'K', 100, 100 }, { 'K', 60, 69 }, { 'U', 5 },
+		{ 'K', 5, 5 },  { 'Z', 1 }, { 'K', 199, 199 }, { 'U', 1 },	  { 'K', 7, 7 },
+		{ 'K', 7, 7 },  { 'K', 8, 8 },
+	};
+	size_t n1 = build_blocks(buf, p1, ARRAY_SIZE(p1));
+	write_file(simg, "pages-1.img", buf, n1, 0600);
+	/* Not a multiple of 4 KiB: the tail goes as data. */
+	static const struct bspec p2[] = { { 'K', 10, 19 } };
+	size_t n2 = build_blocks(buf, p2, 1);
+	memset(buf + n2, 'x', 100);
+	write_file(simg, "pages-2.img", buf, n2 + 100, 0600);
+	static const struct bspec p4[] = { { 'U', 2 }, { 'K', 150, 159 } };
+	size_t n4 = build_blocks(buf, p4, ARRAY_SIZE(p4));
+	write_file(simg, "sub/pages-4.img", buf, n4, 0600);
+	/* Known blocks outside page files are sent as data. */
+	static const struct bspec c[] = { { 'K', 0, 9 } };
+	size_t nc = build_blocks(buf, c, 1);
+	write_file(simg, "core-1.img", buf, nc, 0600);
+	write_file(simg, "pages-5.img.bak", buf, nc, 0600);
+	write_file(sshm, "pages-3.img", buf, nc, 0600);
+
+	struct myce_stream_source srcs[] = { { "img", simg, false }, { "shm", sshm, false } };
+	int fd = memfd_create("stream", MFD_CLOEXEC);
+	struct myce_error *err = NULL;
+	struct myce_stream_stats st;
+	struct myce_stream_send_opts o = { .zstd_level = level, .known = tx };
+	if (myce_stream_send_ex(fd, "{}", srcs, 2, &o, &st, &err) < 0)
+		fail_msg("%s", myce_error_msg(err));
+	size_t len = (size_t)lseek(fd, 0, SEEK_END);
+	_cleanup_free_ uint8_t *stream = xmalloc(len);
+	assert_int_equal(pread(fd, stream, len, 0), (ssize_t)len);
+	close(fd);
+	assert_int_equal(hello_version(stream), MYCE_STREAM_VERSION_REFS);
+	assert_int_equal(st.ref_blocks, (50 + 3 + 1 + 10 + 1 + 1 + 1 + 3) + 10 + 10);
+	assert_int_equal(st.zero_blocks, 4);
+
+	recv_store = bs;
+	_cleanup_free_ char *msg = NULL;
+	int r = recv_bytes(stream, len, &msg);
+	recv_store = NULL;
+	if (r < 0)
+		fail_msg("level %d: %s", level, msg);
+	static const char *const rels[] = { "pages-1.img", "pages-2.img", "sub/pages-4.img",
+					    "core-1.img", "pages-5.img.bak" };
+	for (size_t i = 0; i < ARRAY_SIZE(rels); i++) {
+		_cleanup_free_ char *a = xasprintf("%s/%s", simg, rels[i]);
+		_cleanup_free_ char *b = xasprintf("%s/dst/img/%s", root, rels[i]);
+		assert_same_file(a, b);
+	}
+	_cleanup_free_ char *a = xasprintf("%s/pages-3.img", sshm);
+	_cleanup_free_ char *b = xasprintf("%s/dst/shm/pages-3.img", root);
+	assert_same_file(a, b);
+
+	/* Without references: version 1, and the references' bytes go as data. */
+	size_t len1;
+	_cleanup_free_ uint8_t *v1 = capture(srcs, 2, level, &len1);
+	assert_int_equal(hello_version(v1), MYCE_STREAM_VERSION);
+	printf("# level %d: %zu bytes with references, %zu without\n", level, len, len1);
+	assert_true(len + 80 * BLK / (level ? 2 : 1) < len1);
+	/* A receiver without a block store refuses the version 2 stream. */
+	assert_recv_fails(stream, len, "is not supported by this receiver");
+
+	myce_precopy_tx_free(tx);
+	myce_blockstore_free(bs);
+}
+
+static void test_refs_round_trip_store(void **state)
+{
+	refs_round_trip(0);
+}
+static void test_refs_round_trip_level1(void **state)
+{
+	refs_round_trip(1);
+}
+
+/* Hand-crafted version 2 streams: one file img/pages-1.img whose data is
+ * given by the records the caller appends between begin_refs() and
+ * end_refs(). */
+static void begin_refs(struct wire *w, uint64_t size)
+{
+	w->len = 0;
+	hello(w, 2, "{}");
+	plan(w, size, 1);
+	file_begin(w, "img/pages-1.img", 15, 0600, size);
+}
+
+static void end_refs(struct wire *w, const uint8_t *content, uint64_t size)
+{
+	file_end(w, XXH3_64bits(content, size));
+	end(w, size, 1, XXH3_64bits(content, size));
+}
+
+static void block_ref(struct wire *w, const uint8_t *blocks, size_t n)
+{
+	uint8_t names[16 * 8];
+	assert_true(n <= 8);
+	for (size_t i = 0; i < n; i++)
+		myce_block_name(blocks + i * BLK, (struct myce_blockname *)(names + 16 * i));
+	rec(w, 0x13, names, 16 * n);
+}
+
+static void block_run(struct wire *w, uint64_t first, uint32_t count)
+{
+	uint8_t p[12];
+	put64(p, first);
+	uint32_t be = htobe32(count);
+	memcpy(p + 8, &be, 4);
+	rec(w, 0x14, p, 12);
+}
+
+static void test_refs_protocol(void **state)
+{
+	struct myce_blockstore *bs;
+	struct myce_precopy_tx *tx;
+	seed_known(&bs, &tx);
+	recv_store = bs;
+	static uint8_t want[6 * BLK];
+	memcpy(want, known_blocks[7], BLK);
+	memcpy(want + BLK, known_blocks[1], 2 * BLK);
+	memset(want + 3 * BLK, 0, 2 * BLK);
+	memcpy(want + 5 * BLK, "tail", 4);
+
+	/* As docs/stream.md says: a name, a run, a zero run, data. */
+	begin_refs(&W, 5 * BLK + 4);
+	block_ref(&W, known_blocks[7], 1);
+	block_run(&W, 1, 2);
+	block_run(&W, UINT64_MAX, 2);
+	rec(&W, 0x12, "tail", 4);
+	end_refs(&W, want, 5 * BLK + 4);
+	_cleanup_free_ char *msg = NULL;
+	if (recv_bytes(W.p, W.len, &msg) < 0)
+		fail_msg("%s", msg);
+	_cleanup_free_ char *path = xasprintf("%s/dst/img/pages-1.img", root);
+	size_t got_len;
+	_cleanup_free_ char *got = myce_read_file(path, &got_len);
+	assert_int_equal(got_len, 5 * BLK + 4);
+	assert_memory_equal(got, want, got_len);
+	/* The zero block by name resolves too. */
+	begin_refs(&W, BLK);
+	block_ref(&W, want + 3 * BLK, 1);
+	end_refs(&W, want + 3 * BLK, BLK);
+	assert_int_equal(recv_bytes(W.p, W.len, NULL), 0);
+
+	static uint8_t unknown[BLK];
+	fill_random(unknown, BLK);
+	begin_refs(&W, BLK);
+	block_ref(&W, unknown, 1);
+	end_refs(&W, unknown, BLK);
+	assert_recv_fails(W.p, W.len, "is not in the block store");
+
+	begin_refs(&W, BLK);
+	block_run(&W, NKNOWN, 1);
+	end_refs(&W, unknown, BLK);
+	assert_recv_fails(W.p, W.len, "pre-copied block #200 (?) is not in the block store");
+
+	/* A corrupt block in the store. */
+	uint8_t *stored = (uint8_t *)myce_blockstore_get(bs, &(struct myce_blockname){ 0 });
+	assert_null(stored);
+	struct myce_blockname n3;
+	myce_block_name(known_blocks[3], &n3);
+	stored = (uint8_t *)myce_blockstore_get(bs, &n3);
+	stored[4095] ^= 1;
+	begin_refs(&W, BLK);
+	block_ref(&W, known_blocks[3], 1);
+	end_refs(&W, known_blocks[3], BLK);
+	assert_recv_fails(W.p, W.len, "is corrupt");
+	begin_refs(&W, BLK);
+	block_run(&W, 3, 1);
+	end_refs(&W, known_blocks[3], BLK);
+	assert_recv_fails(W.p, W.len, "is corrupt");
+	stored[4095] ^= 1;
+	assert_int_equal(recv_bytes(W.p, W.len, NULL), 0);
+
+	begin_refs(&W, BLK);
+	rec(&W, 0x13, "0123456789abcde", 15);
+	assert_recv_fails(W.p, W.len, "malformed BLOCK_REF");
+	begin_refs(&W, BLK);
+	block_run(&W, 0, 0);
+	assert_recv_fails(W.p, W.len, "malformed BLOCK_RUN");
+	begin_refs(&W, BLK);
+	block_run(&W, UINT64_MAX - 1, 5); /* wraps */
+	assert_recv_fails(W.p, W.len, "malformed BLOCK_RUN");
+	begin_refs(&W, 2 * BLK);
+	block_run(&W, 0, 3);
+	assert_recv_fails(W.p, W.len, "more data than the declared");
+	W.len = 0;
+	hello(&W, 2, "{}");
+	plan(&W, BLK, 1);
+	block_run(&W, 0, 1);
+	assert_recv_fails(W.p, W.len, "BLOCK_RUN record outside a file");
+	/* Pre-copy records have no place in the stream. */
+	begin_refs(&W, BLK);
+	rec(&W, 0x31, "xx", 2);
+	assert_recv_fails(W.p, W.len, "unexpected PRECOPY_BLOCKS record");
+
+	recv_store = NULL;
+	begin_refs(&W, 5 * BLK + 4);
+	block_run(&W, 1, 2);
+	assert_recv_fails(W.p, W.len, "BLOCK_RUN is not supported by this receiver");
+	myce_precopy_tx_free(tx);
+	myce_blockstore_free(bs);
+}
+
+/* Every single-byte corruption of a version 2 stream is detected too. */
+static void test_refs_corruption_detected(void **state)
+{
+	struct myce_blockstore *bs;
+	struct myce_precopy_tx *tx;
+	seed_known(&bs, &tx);
+	_cleanup_free_ char *simg = xasprintf("%s/src/img", root);
+	_cleanup_free_ uint8_t *buf = xmalloc(100 * BLK);
+	static const struct bspec p1[] = { { 'K', 0, 9 }, { 'Z', 2 }, { 'K', 50, 50 },
+					   { 'U', 2 }, { 'K', 20, 24 }, { 'K', 3, 3 } };
+	size_t n1 = build_blocks(buf, p1, ARRAY_SIZE(p1));
+	write_file(simg, "pages-1.img", buf, n1, 0600);
+	write_file(simg, "core-1.img", buf, 777, 0600);
+	struct myce_stream_source srcs[] = { { "img", simg, false } };
+	size_t len;
+	_cleanup_free_ uint8_t *good = capture_ex(srcs, 1, 1, tx, &len);
+	recv_store = bs;
+	assert_int_equal(recv_bytes(good, len, NULL), 0);
+	_cleanup_free_ uint8_t *bad = xmalloc(len);
+	size_t tried = 0;
+	for (size_t off = 0; off < len; off++) {
+		memcpy(bad, good, len);
+		bad[off] ^= (off & 1) ? 0x01 : 0x80;
+		if (recv_bytes(bad, len, NULL) >= 0) {
+			recv_store = NULL;
+			fail_msg("flipped byte at offset %zu of %zu went undetected", off, len);
+		}
+		tried++;
+	}
+	recv_store = NULL;
+	printf("# %zu single-byte corruptions of a %zu-byte version 2 stream, all detected\n",
+	       tried, len);
+	myce_precopy_tx_free(tx);
+	myce_blockstore_free(bs);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -649,6 +967,10 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_protocol_errors, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_abort, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_throughput, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_refs_round_trip_store, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_refs_round_trip_level1, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_refs_protocol, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_refs_corruption_detected, setup, teardown),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
