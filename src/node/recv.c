@@ -16,6 +16,7 @@
 #include "util.h"
 
 #include <errno.h>
+#include <stdlib.h>
 #include <poll.h>
 #include <string.h>
 #include <sys/socket.h>
@@ -67,6 +68,19 @@ int node_target_network(struct node *n, struct pod *p, const cJSON *carried, str
 			return -1;
 	}
 	return 0;
+}
+
+/* The pre-copy's block store: half of the memory available now, at most
+ * 4 GiB (the sender learns the room from the first ACK and stops there). */
+static size_t store_capacity(void)
+{
+	_cleanup_free_ char *mi = myce_read_file("/proc/meminfo", NULL);
+	const char *p = mi ? strstr(mi, "MemAvailable:") : NULL;
+	double kb = p ? atof(p + 13) : 0;
+	size_t blocks = (size_t)(kb * 1024 / 2 / 4096);
+	if (blocks < 4096)
+		blocks = 4096;
+	return blocks < (1u << 20) ? blocks : (1u << 20);
 }
 
 static void bsp(struct myce_blockstore **b)
@@ -172,7 +186,7 @@ static void handle(struct node *n, int fd)
 	_cleanup_blockstore_ struct myce_blockstore *bs = NULL;
 	struct myce_precopy_recv_stats ps = {0};
 	if (precopy) {
-		bs = myce_blockstore_new(1u << 20); /* up to 4 GiB of blocks */
+		bs = myce_blockstore_new(store_capacity());
 		if (!bs || myce_precopy_recv(fd, bs, &ps, &e) < 0)
 			return answer(fd, failure("precopy", bs ? myce_error_msg(e) : "no memory for the block store"));
 		log_info("migration %ld: pre-copy received %llu blocks", mid, (unsigned long long)ps.blocks);
