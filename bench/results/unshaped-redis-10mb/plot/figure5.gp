@@ -19,9 +19,10 @@ set output 'migration_time.png'
 set ylabel 'migration time (ms)'
 set multiplot layout 1,1 title "Migration time\n{/*0.8 median, bars from min to max; one-way delay 0 ms, emulation: none}" font ',13' enhanced
 set title 'redis' font ',12'
-set yrange [182.496:1747.29]
+set yrange [158.877:1664.88]
 plot 'plot/migration-redis-stop-and-copy.dat' using 1:2:3:4 with yerrorlines lw 2 pt 5 ps 1.3 lc rgb '#1f77b4' title 'stop-and-copy', \
-     'plot/migration-redis-live.dat' using 1:2:3:4 with yerrorlines lw 2 pt 7 ps 1.3 lc rgb '#2ca02c' title 'live'
+     'plot/migration-redis-live.dat' using 1:2:3:4 with yerrorlines lw 2 pt 7 ps 1.3 lc rgb '#2ca02c' title 'live', \
+     'plot/migration-redis-precopy.dat' using 1:2:3:4 with yerrorlines lw 2 pt 15 ps 1.3 lc rgb '#8c564b' title 'precopy'
 unset multiplot
 set output
 
@@ -29,8 +30,9 @@ set output 'downtime.png'
 set ylabel 'downtime (ms)'
 set multiplot layout 1,1 title "Client-perceived downtime\n{/*0.8 median, bars from min to max; one-way delay 0 ms, emulation: none}" font ',13' enhanced
 set title 'redis' font ',12'
-set yrange [73.5825:367.518]
+set yrange [55.6106:339.954]
 plot 'plot/downtime-redis-stop-and-copy.dat' using 1:2:3:4 with yerrorlines lw 2 pt 5 ps 1.3 lc rgb '#1f77b4' title 'stop-and-copy', \
-     'plot/downtime-redis-live.dat' using 1:2:3:4 with yerrorlines lw 2 pt 7 ps 1.3 lc rgb '#2ca02c' title 'live'
+     'plot/downtime-redis-live.dat' using 1:2:3:4 with yerrorlines lw 2 pt 7 ps 1.3 lc rgb '#2ca02c' title 'live', \
+     'plot/downtime-redis-precopy.dat' using 1:2:3:4 with yerrorlines lw 2 pt 15 ps 1.3 lc rgb '#8c564b' title 'precopy'
 unset multiplot
 set output
