@@ -224,6 +224,22 @@ bool myce_const_eq(const char *a, const char *b)
 	return diff == 0;
 }
 
+bool myce_pid_runs(pid_t pid, const char *exe_name)
+{
+	char path[64], buf[PATH_MAX];
+	snprintf(path, sizeof(path), "/proc/%d/exe", (int)pid);
+	ssize_t n = readlink(path, buf, sizeof(buf) - 1);
+	if (n < 0)
+		return false;
+	buf[n] = '\0';
+	/* A binary rebuilt while its process runs shows as "path (deleted)". */
+	char *del = strstr(buf, " (deleted)");
+	if (del)
+		*del = '\0';
+	const char *b = strrchr(buf, '/');
+	return b && !strcmp(b + 1, exe_name);
+}
+
 char *myce_exe_dir(void)
 {
 	char buf[PATH_MAX];

@@ -76,6 +76,10 @@ int myce_rm_rf(const char *path);
 /* Constant-time comparison of two strings (length leaks, content does not). */
 bool myce_const_eq(const char *a, const char *b);
 
+/* True if pid runs the program named exe_name (basename of /proc/PID/exe;
+ * a binary replaced since it started still counts). */
+bool myce_pid_runs(pid_t pid, const char *exe_name);
+
 /* Directory of the running executable (caller frees). */
 char *myce_exe_dir(void);
 

@@ -79,30 +79,14 @@ static pid_t start_daemon(char *const argv[], const char *netns, const char *log
 	return d;
 }
 
-static bool pid_is(pid_t pid, const char *exe_name)
-{
-	_cleanup_free_ char *p = xasprintf("/proc/%d/exe", (int)pid);
-	char buf[4096];
-	ssize_t n = readlink(p, buf, sizeof(buf) - 1);
-	if (n < 0)
-		return false;
-	buf[n] = '\0';
-	/* A binary rebuilt while its daemon runs shows as "path (deleted)". */
-	char *del = strstr(buf, " (deleted)");
-	if (del)
-		*del = '\0';
-	const char *b = strrchr(buf, '/');
-	return b && !strcmp(b + 1, exe_name);
-}
-
 static void stop_pid(pid_t pid, const char *exe_name, int grace_ms)
 {
-	if (pid <= 0 || !pid_is(pid, exe_name))
+	if (pid <= 0 || !myce_pid_runs(pid, exe_name))
 		return;
 	kill(pid, SIGTERM);
-	for (int i = 0; i < grace_ms / 20 && pid_is(pid, exe_name); i++)
+	for (int i = 0; i < grace_ms / 20 && myce_pid_runs(pid, exe_name); i++)
 		usleep(20 * 1000);
-	if (pid_is(pid, exe_name))
+	if (myce_pid_runs(pid, exe_name))
 		kill(pid, SIGKILL);
 }
 
@@ -393,7 +377,7 @@ static pid_t start_node(struct cli *c, int i, struct myce_error **err)
 static int cluster_repair(struct cli *c, cJSON *state, struct myce_error **err)
 {
 	int restarted = 0;
-	if (!pid_is((pid_t)myce_json_num(state, "coordinator_pid", 0), "myce-coordinator")) {
+	if (!myce_pid_runs((pid_t)myce_json_num(state, "coordinator_pid", 0), "myce-coordinator")) {
 		pid_t p = start_coordinator(myce_json_num(state, "rate_mbit", 0), err);
 		if (p < 0 || wait_coordinator(c, err) < 0)
 			return -1;
@@ -404,7 +388,7 @@ static int cluster_repair(struct cli *c, cJSON *state, struct myce_error **err)
 	cJSON *np = cJSON_GetObjectItem(state, "node_pids");
 	for (int i = 1; i <= cJSON_GetArraySize(np); i++) {
 		cJSON *pj = cJSON_GetArrayItem(np, i - 1);
-		if (pid_is((pid_t)pj->valuedouble, "myce-node"))
+		if (myce_pid_runs((pid_t)pj->valuedouble, "myce-node"))
 			continue;
 		pid_t p = start_node(c, i, err);
 		if (p < 0)

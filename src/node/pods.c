@@ -347,17 +347,6 @@ void pod_save(struct node *n, const struct pod *p)
 	myce_write_file_atomic(path, text, strlen(text), 0600);
 }
 
-static bool agent_alive(pid_t pid)
-{
-	_cleanup_free_ char *exe = xasprintf("/proc/%d/exe", (int)pid);
-	char buf[4096];
-	ssize_t k = readlink(exe, buf, sizeof(buf) - 1);
-	if (k < 0)
-		return false;
-	buf[k] = '\0';
-	return strstr(buf, "/myce-agent") != NULL;
-}
-
 /* After a restart of this daemon: adopt the pods the coordinator still
  * knows on this node, remove every other trace of earlier pods (e.g. a
  * migration target left behind when this daemon died mid-transfer). */
@@ -383,7 +372,7 @@ void pods_reconcile(struct node *n, const cJSON *live)
 		cJSON_ArrayForEach(x, live)
 			if ((long)myce_json_num(x, "id", -1) == id && !strcmp(myce_json_str(x, "node"), n->name))
 				known = x;
-		if (known && pid > 0 && agent_alive(pid)) {
+		if (known && pid > 0 && myce_pid_runs(pid, "myce-agent")) {
 			struct pod *p = xzalloc(sizeof(*p));
 			p->id = id;
 			p->app = xstrdup(myce_json_str(j, "app"));
@@ -400,7 +389,7 @@ void pods_reconcile(struct node *n, const cJSON *live)
 			log_info("pod %ld: adopted (agent pid %d)", id, (int)pid);
 			continue;
 		}
-		if (pid > 0 && agent_alive(pid))
+		if (pid > 0 && myce_pid_runs(pid, "myce-agent"))
 			kill(pid, SIGKILL);
 		pod_network_delete(id);
 		_cleanup_free_ char *dir = myce_pod_dir(id);

@@ -9,6 +9,7 @@
 #include <errno.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 #include "util.h"
 
@@ -43,6 +44,15 @@ static void test_name_valid(void **state)
 	memset(longname, 'a', sizeof(longname) - 1);
 	longname[sizeof(longname) - 1] = '\0';
 	assert_false(myce_name_valid(longname)); /* longer than a DNS label */
+}
+
+static void test_pid_runs(void **state)
+{
+	(void)state;
+	assert_true(myce_pid_runs(getpid(), "test_util"));
+	assert_false(myce_pid_runs(getpid(), "test_uti"));
+	assert_false(myce_pid_runs(getpid(), "myce-agent"));
+	assert_false(myce_pid_runs(0x7ffffff0, "test_util")); /* no such process */
 }
 
 static void test_const_eq(void **state)
@@ -128,6 +138,7 @@ int main(void)
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_name_valid),
 		cmocka_unit_test(test_const_eq),
+		cmocka_unit_test(test_pid_runs),
 		cmocka_unit_test_setup_teardown(test_mkdir_p_rm_rf, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_write_file_atomic, setup, teardown),
 	};
