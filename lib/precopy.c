@@ -42,20 +42,6 @@
 #define CODEC_ZSTD 1
 #define DRAIN_LOW (64 << 10) /* a round ends when the socket holds less unsent */
 
-static void put_be(uint8_t *p, uint64_t v, int n)
-{
-	for (int i = n - 1; i >= 0; i--, v >>= 8)
-		p[i] = (uint8_t)v;
-}
-
-static uint64_t get_be(const uint8_t *p, int n)
-{
-	uint64_t v = 0;
-	for (int i = 0; i < n; i++)
-		v = v << 8 | p[i];
-	return v;
-}
-
 /* ---- the known set ------------------------------------------------------------ */
 
 struct tx_slot {
@@ -193,7 +179,7 @@ static int pc_write(struct pc_sender *s, const void *buf, size_t len, struct myc
 		uint8_t h[HDR + 512];
 		ssize_t got = recv(s->fd, h, sizeof(h), MSG_DONTWAIT);
 		if (got > HDR && h[0] == MYCE_REC_ABORT) {
-			size_t m = get_be(h + 1, 4);
+			size_t m = myce_get_be(h + 1, 4);
 			if (m > (size_t)got - HDR)
 				m = (size_t)got - HDR;
 			return myce_error_set(err, ECONNABORTED, "precopy: receiver aborted: %.*s",
@@ -220,7 +206,7 @@ static int pc_read_ack(struct pc_sender *s, uint64_t *v, struct myce_error **err
 	}
 	if (type != MYCE_REC_PRECOPY_ACK || len != ACK_LEN)
 		return myce_error_set(err, EPROTO, "precopy: expected PRECOPY_ACK from the receiver");
-	*v = get_be(buf, 8);
+	*v = myce_get_be(buf, 8);
 	return 0;
 }
 
@@ -245,8 +231,8 @@ static int pc_flush(struct pc_sender *s, struct myce_error **err)
 		memcpy(data, s->raw, raw_len);
 	}
 	p[0] = codec;
-	put_be(p + 1, s->n, 2);
-	put_be(p + 3, XXH3_64bits(s->names, s->n * sizeof(*s->names)), 8);
+	myce_put_be(p + 1, s->n, 2);
+	myce_put_be(p + 3, XXH3_64bits(s->names, s->n * sizeof(*s->names)), 8);
 	myce_stream_put_header(s->out, MYCE_REC_PRECOPY_BLOCKS, (uint32_t)(BLOCKS_FIXED + data_len));
 	int r = pc_write(s, s->out, HDR + BLOCKS_FIXED + data_len, err);
 	s->n = 0;
@@ -410,9 +396,9 @@ static int pc_run(struct pc_sender *s, const pid_t *pids, size_t npids, struct m
 	uint8_t rec[HDR + BEGIN_LEN];
 	myce_stream_put_header(rec, MYCE_REC_PRECOPY_BEGIN, BEGIN_LEN);
 	memcpy(rec + HDR, MAGIC, 8);
-	put_be(rec + HDR + 8, MYCE_PRECOPY_VERSION, 2);
-	put_be(rec + HDR + 10, BLK, 4);
-	put_be(rec + HDR + 14, o->max_blocks, 8);
+	myce_put_be(rec + HDR + 8, MYCE_PRECOPY_VERSION, 2);
+	myce_put_be(rec + HDR + 10, BLK, 4);
+	myce_put_be(rec + HDR + 14, o->max_blocks, 8);
 	uint64_t room;
 	int r = pc_write(s, rec, sizeof(rec), err);
 	if (r < 0 || (r = pc_read_ack(s, &room, err)) < 0)
@@ -445,8 +431,8 @@ static int pc_run(struct pc_sender *s, const pid_t *pids, size_t npids, struct m
 
 	uint8_t end[HDR + END_LEN];
 	myce_stream_put_header(end, MYCE_REC_PRECOPY_END, END_LEN);
-	put_be(end + HDR, s->tx->count, 8);
-	put_be(end + HDR + 8, XXH3_64bits_digest(&s->all), 8);
+	myce_put_be(end + HDR, s->tx->count, 8);
+	myce_put_be(end + HDR + 8, XXH3_64bits_digest(&s->all), 8);
 	uint64_t held;
 	if ((r = pc_write(s, end, sizeof(end), err)) < 0 || (r = pc_read_ack(s, &held, err)) < 0)
 		return r;
@@ -527,7 +513,7 @@ static int pr_ack(struct pc_receiver *r, uint64_t v, struct myce_error **err)
 {
 	uint8_t rec[HDR + ACK_LEN];
 	myce_stream_put_header(rec, MYCE_REC_PRECOPY_ACK, ACK_LEN);
-	put_be(rec + HDR, v, 8);
+	myce_put_be(rec + HDR, v, 8);
 	int ret = myce_stream_write_all(r->fd, rec, sizeof(rec));
 	if (ret < 0) {
 		r->replied_broken = true;
@@ -542,8 +528,8 @@ static int pr_blocks(struct pc_receiver *r, uint32_t len, struct myce_error **er
 	if (len < BLOCKS_FIXED)
 		return myce_error_set(err, EPROTO, "precopy: malformed PRECOPY_BLOCKS record");
 	uint8_t codec = r->buf[0];
-	size_t n = get_be(r->buf + 1, 2);
-	uint64_t digest = get_be(r->buf + 3, 8);
+	size_t n = myce_get_be(r->buf + 1, 2);
+	uint64_t digest = myce_get_be(r->buf + 3, 8);
 	const uint8_t *data = r->buf + BLOCKS_FIXED;
 	size_t dlen = len - BLOCKS_FIXED;
 	if (n < 1 || n > MYCE_PRECOPY_MAX_BATCH || codec > CODEC_ZSTD ||
@@ -591,13 +577,13 @@ static int pr_run(struct pc_receiver *r, struct myce_error **err)
 		return ret;
 	if (type != MYCE_REC_PRECOPY_BEGIN || len != BEGIN_LEN || memcmp(r->buf, MAGIC, 8) != 0)
 		return myce_error_set(err, EPROTO, "precopy: expected PRECOPY_BEGIN");
-	uint16_t version = get_be(r->buf + 8, 2);
+	uint16_t version = myce_get_be(r->buf + 8, 2);
 	if (version != MYCE_PRECOPY_VERSION)
 		return myce_error_set(err, EPROTONOSUPPORT, "precopy: version %u not supported",
 				      version);
-	if (get_be(r->buf + 10, 4) != BLK)
+	if (myce_get_be(r->buf + 10, 4) != BLK)
 		return myce_error_set(err, EPROTO, "precopy: block size %" PRIu64 " not supported",
-				      get_be(r->buf + 10, 4));
+				      myce_get_be(r->buf + 10, 4));
 	myce_blockstore_seq_reset(r->bs);
 	size_t room = myce_blockstore_capacity(r->bs) - myce_blockstore_count(r->bs);
 	if ((ret = pr_ack(r, room, err)) < 0)
@@ -614,12 +600,12 @@ static int pr_run(struct pc_receiver *r, struct myce_error **err)
 		}
 		if (type != MYCE_REC_PRECOPY_END || len != END_LEN)
 			return myce_error_set(err, EPROTO, "precopy: unexpected record 0x%02x", type);
-		if (get_be(r->buf, 8) != r->st->blocks)
+		if (myce_get_be(r->buf, 8) != r->st->blocks)
 			return myce_error_set(err, EBADMSG,
 					      "precopy: received %" PRIu64 " blocks, the sender "
 					      "sent %" PRIu64,
-					      r->st->blocks, get_be(r->buf, 8));
-		if (get_be(r->buf + 8, 8) != XXH3_64bits_digest(&r->all))
+					      r->st->blocks, myce_get_be(r->buf, 8));
+		if (myce_get_be(r->buf + 8, 8) != XXH3_64bits_digest(&r->all))
 			return myce_error_set(err, EBADMSG, "precopy: block names checksum mismatch");
 		return pr_ack(r, r->st->blocks, err);
 	}

@@ -67,25 +67,10 @@ enum {
 #define RUN_LEN 12            /* BLOCK_RUN: u64 first, u32 count */
 #define ZERO_RUN UINT64_MAX   /* BLOCK_RUN's first for a run of zero blocks */
 
-/* Big-endian integers of n bytes (record fields only: not a hot path). */
-static void put_be(uint8_t *p, uint64_t v, int n)
-{
-	for (int i = n - 1; i >= 0; i--, v >>= 8)
-		p[i] = (uint8_t)v;
-}
-
-static uint64_t get_be(const uint8_t *p, int n)
-{
-	uint64_t v = 0;
-	for (int i = 0; i < n; i++)
-		v = v << 8 | p[i];
-	return v;
-}
-
 static void put_header(uint8_t *h, uint8_t type, size_t len)
 {
 	h[0] = type;
-	put_be(h + 1, (uint32_t)len, 4);
+	myce_put_be(h + 1, (uint32_t)len, 4);
 }
 
 void myce_stream_put_header(uint8_t *hdr, uint8_t type, uint32_t len)
@@ -333,8 +318,8 @@ static int flush_run(struct sender *s, struct myce_error **err)
 	uint8_t *p;
 	if (r < 0 || (r = snd_reserve(s, RUN_LEN, &p, err)) < 0)
 		return r;
-	put_be(p, s->run_first, 8);
-	put_be(p + 8, n, 4);
+	myce_put_be(p, s->run_first, 8);
+	myce_put_be(p + 8, n, 4);
 	return snd_commit(s, REC_BLOCK_RUN, RUN_LEN, err);
 }
 
@@ -440,12 +425,12 @@ static int send_file(struct sender *s, const struct entry *e, struct myce_error 
 	int r = snd_reserve(s, FILE_FIXED + plen, &p, err);
 	if (r < 0)
 		return r;
-	put_be(p, (uint16_t)plen, 2);
+	myce_put_be(p, (uint16_t)plen, 2);
 	memcpy(p + 2, e->wire, plen);
-	put_be(p + 2 + plen, e->mode, 4);
-	put_be(p + 6 + plen, e->uid, 4);
-	put_be(p + 10 + plen, e->gid, 4);
-	put_be(p + 14 + plen, e->size, 8);
+	myce_put_be(p + 2 + plen, e->mode, 4);
+	myce_put_be(p + 6 + plen, e->uid, 4);
+	myce_put_be(p + 10 + plen, e->gid, 4);
+	myce_put_be(p + 14 + plen, e->size, 8);
 	if ((r = snd_commit(s, REC_FILE_BEGIN, FILE_FIXED + plen, err)) < 0)
 		return r;
 
@@ -495,7 +480,7 @@ static int send_file(struct sender *s, const struct entry *e, struct myce_error 
 
 	if ((r = snd_reserve(s, 8, &p, err)) < 0)
 		return r;
-	put_be(p, XXH3_64bits_digest(&s->file), 8);
+	myce_put_be(p, XXH3_64bits_digest(&s->file), 8);
 	s->files++;
 	return snd_commit(s, REC_FILE_END, 8, err);
 }
@@ -509,8 +494,8 @@ static int send_stream(struct sender *s, const char *meta, const struct entries 
 	if (r < 0)
 		return r;
 	memcpy(p, MAGIC, 8);
-	put_be(p + 8, s->known ? MYCE_STREAM_VERSION_REFS : MYCE_STREAM_VERSION, 2);
-	put_be(p + 10, XXH3_64bits(meta, mlen), 8);
+	myce_put_be(p + 8, s->known ? MYCE_STREAM_VERSION_REFS : MYCE_STREAM_VERSION, 2);
+	myce_put_be(p + 10, XXH3_64bits(meta, mlen), 8);
 	memcpy(p + HELLO_FIXED, meta, mlen);
 	if ((r = snd_commit(s, REC_HELLO, HELLO_FIXED + mlen, err)) < 0)
 		return r;
@@ -518,8 +503,8 @@ static int send_stream(struct sender *s, const char *meta, const struct entries 
 
 	if ((r = snd_reserve(s, PLAN_LEN, &p, err)) < 0)
 		return r;
-	put_be(p, s->raw_total, 8);
-	put_be(p + 8, l->n, 8);
+	myce_put_be(p, s->raw_total, 8);
+	myce_put_be(p + 8, l->n, 8);
 	if ((r = snd_commit(s, REC_PLAN, PLAN_LEN, err)) < 0)
 		return r;
 
@@ -529,13 +514,13 @@ static int send_stream(struct sender *s, const char *meta, const struct entries 
 
 	if ((r = snd_reserve(s, END_LEN, &p, err)) < 0)
 		return r;
-	put_be(p, s->raw_done, 8);
-	put_be(p + 8, s->files, 8);
-	put_be(p + 16, XXH3_64bits_digest(&s->all), 8);
+	myce_put_be(p, s->raw_done, 8);
+	myce_put_be(p + 8, s->files, 8);
+	myce_put_be(p + 16, XXH3_64bits_digest(&s->all), 8);
 	/* The stream hash covers every byte after HELLO up to this very field. */
 	put_header(p - HDR_LEN, REC_END, END_LEN);
 	XXH3_64bits_update(&s->wire, s->out + s->hashed, (size_t)(p + 24 - (s->out + s->hashed)));
-	put_be(p + 24, XXH3_64bits_digest(&s->wire), 8);
+	myce_put_be(p + 24, XXH3_64bits_digest(&s->wire), 8);
 	s->hashed = s->len + HDR_LEN + END_LEN;
 	if ((r = snd_commit(s, REC_END, END_LEN, err)) < 0)
 		return r;
@@ -683,7 +668,7 @@ int myce_stream_read_record(int fd, void *buf, uint32_t cap, uint8_t *type, uint
 		if (wire_bytes)
 			*wire_bytes += HDR_LEN;
 		*type = h[0];
-		*len = get_be(h + 1, 4);
+		*len = myce_get_be(h + 1, 4);
 		const char *name = rec_info[*type].name;
 		if (!name)
 			return myce_error_set(err, EPROTO, "%s: unknown record type 0x%02x", what,
@@ -728,7 +713,7 @@ static int rcv_record(struct receiver *r, uint8_t *type, uint32_t *len, struct m
 	if (ret < 0)
 		return ret;
 	*type = h[0];
-	*len = get_be(h + 1, 4);
+	*len = myce_get_be(h + 1, 4);
 	const char *name = rec_info[*type].name;
 	if (!name)
 		return myce_error_set(err, EPROTO,
@@ -771,7 +756,7 @@ int myce_stream_recv_hello(int fd, char **meta_json_out, struct myce_error **err
 		return myce_error_set(err, EPROTO, "stream: expected HELLO, got %s", rec_info[type].name);
 	if (len < HELLO_FIXED || memcmp(buf, MAGIC, 8) != 0)
 		return myce_error_set(err, EPROTO, "stream: not a mycedrive stream (bad magic)");
-	uint16_t version = get_be(buf + 8, 2);
+	uint16_t version = myce_get_be(buf + 8, 2);
 	if (version != MYCE_STREAM_VERSION && version != MYCE_STREAM_VERSION_REFS)
 		return myce_error_set(err, EPROTONOSUPPORT,
 				      "stream: protocol version %u not supported (this node speaks "
@@ -779,7 +764,7 @@ int myce_stream_recv_hello(int fd, char **meta_json_out, struct myce_error **err
 				      version, MYCE_STREAM_VERSION, MYCE_STREAM_VERSION_REFS);
 	const uint8_t *meta = buf + HELLO_FIXED;
 	size_t mlen = len - HELLO_FIXED;
-	if (XXH3_64bits(meta, mlen) != get_be(buf + 10, 8))
+	if (XXH3_64bits(meta, mlen) != myce_get_be(buf + 10, 8))
 		return myce_error_set(err, EBADMSG, "stream: HELLO metadata checksum mismatch");
 	if (memchr(meta, '\0', mlen))
 		return myce_error_set(err, EPROTO, "stream: HELLO metadata contains a NUL byte");
@@ -825,13 +810,13 @@ static int rcv_file_begin(struct receiver *r, uint32_t len, struct myce_error **
 {
 	if (r->out >= 0)
 		return myce_error_set(err, EPROTO, "stream: FILE_BEGIN inside file %s", r->name);
-	uint16_t plen = len >= 2 ? get_be(r->buf, 2) : 0;
+	uint16_t plen = len >= 2 ? myce_get_be(r->buf, 2) : 0;
 	if (len < 2 || len != FILE_FIXED + plen)
 		return myce_error_set(err, EPROTO, "stream: malformed FILE_BEGIN record");
 	const uint8_t *praw = r->buf + 2;
-	uint32_t mode = get_be(praw + plen, 4);
-	uint32_t uid = get_be(praw + plen + 4, 4), gid = get_be(praw + plen + 8, 4);
-	r->size = get_be(praw + plen + 12, 8);
+	uint32_t mode = myce_get_be(praw + plen, 4);
+	uint32_t uid = myce_get_be(praw + plen + 4, 4), gid = myce_get_be(praw + plen + 8, 4);
+	r->size = myce_get_be(praw + plen + 12, 8);
 	r->got = 0;
 	free(r->name);
 	r->name = printable(praw, plen);
@@ -926,8 +911,8 @@ static int rcv_refs(struct receiver *r, uint8_t type, uint32_t len, struct myce_
 			return myce_error_set(err, EPROTO, "stream: malformed BLOCK_REF record");
 		count = len / 16;
 	} else {
-		first = get_be(r->buf, 8);
-		count = get_be(r->buf + 8, 4);
+		first = myce_get_be(r->buf, 8);
+		count = myce_get_be(r->buf + 8, 4);
 		if (len != RUN_LEN || count == 0 ||
 		    (first != ZERO_RUN && count > ZERO_RUN - first))
 			return myce_error_set(err, EPROTO, "stream: malformed BLOCK_RUN record");
@@ -1002,7 +987,7 @@ static int rcv_file_end(struct receiver *r, uint32_t len, struct myce_error **er
 		return myce_error_set(err, EBADMSG,
 				      "stream: file %s: short (%" PRIu64 " of %" PRIu64 " bytes)",
 				      r->name, r->got, r->size);
-	if (XXH3_64bits_digest(&r->file) != get_be(r->buf, 8))
+	if (XXH3_64bits_digest(&r->file) != myce_get_be(r->buf, 8))
 		return myce_error_set(err, EBADMSG, "stream: file %s: checksum mismatch", r->name);
 	int fd = r->out;
 	r->out = -1;
@@ -1018,7 +1003,7 @@ static int rcv_end(struct receiver *r, uint32_t len, struct myce_error **err)
 		return myce_error_set(err, EPROTO, "stream: END inside file %s", r->name);
 	if (len != END_LEN)
 		return myce_error_set(err, EPROTO, "stream: malformed END record");
-	uint64_t bytes = get_be(r->buf, 8), files = get_be(r->buf + 8, 8);
+	uint64_t bytes = myce_get_be(r->buf, 8), files = myce_get_be(r->buf + 8, 8);
 	if (bytes != r->raw_done || files != r->files || bytes != r->plan_bytes ||
 	    files != r->plan_files)
 		return myce_error_set(err, EBADMSG,
@@ -1026,9 +1011,9 @@ static int rcv_end(struct receiver *r, uint32_t len, struct myce_error **err)
 				      " bytes, END says %" PRIu64 " / %" PRIu64 ", PLAN said %" PRIu64
 				      " / %" PRIu64,
 				      r->files, r->raw_done, files, bytes, r->plan_files, r->plan_bytes);
-	if (XXH3_64bits_digest(&r->all) != get_be(r->buf + 16, 8))
+	if (XXH3_64bits_digest(&r->all) != myce_get_be(r->buf + 16, 8))
 		return myce_error_set(err, EBADMSG, "stream: checksum mismatch over all files");
-	if (XXH3_64bits_digest(&r->wire) != get_be(r->buf + 24, 8))
+	if (XXH3_64bits_digest(&r->wire) != myce_get_be(r->buf + 24, 8))
 		return myce_error_set(err, EBADMSG,
 				      "stream: stream checksum mismatch (record metadata corrupted)");
 	if (r->progress)
@@ -1051,8 +1036,8 @@ static int rcv_loop(struct receiver *r, struct myce_error **err)
 		case REC_PLAN:
 			if (r->planned || len != PLAN_LEN)
 				return myce_error_set(err, EPROTO, "stream: unexpected PLAN record");
-			r->plan_bytes = get_be(r->buf, 8);
-			r->plan_files = get_be(r->buf + 8, 8);
+			r->plan_bytes = myce_get_be(r->buf, 8);
+			r->plan_files = myce_get_be(r->buf + 8, 8);
 			r->planned = true;
 			break;
 		case REC_FILE_BEGIN:

@@ -53,6 +53,21 @@ static inline void fclosep(FILE **f)
 
 #define ARRAY_SIZE(a) (sizeof(a) / sizeof((a)[0]))
 
+/* Big-endian integers of n bytes (wire record fields). */
+static inline void myce_put_be(uint8_t *p, uint64_t v, int n)
+{
+	for (int i = n - 1; i >= 0; i--, v >>= 8)
+		p[i] = (uint8_t)v;
+}
+
+static inline uint64_t myce_get_be(const uint8_t *p, int n)
+{
+	uint64_t v = 0;
+	for (int i = 0; i < n; i++)
+		v = v << 8 | p[i];
+	return v;
+}
+
 /* Monotonic clock in microseconds / milliseconds (double). */
 int64_t myce_now_us(void);
 double myce_now_ms(void);

@@ -167,6 +167,22 @@ static void commit(struct mig *m, const cJSON *res)
 	delete_pod(m, m->src_node, m->src_pod);
 }
 
+/* The destination pod for the node daemon: a migration target carries the
+ * source's addresses and waits; a redeploy starts the application fresh. */
+static cJSON *dst_pod_spec(const struct mig *m, bool target)
+{
+	cJSON *spec = cJSON_CreateObject();
+	cJSON_AddNumberToObject(spec, "id", (double)m->dst_pod);
+	cJSON_AddStringToObject(spec, "app", m->app);
+	cJSON_AddStringToObject(spec, "addr", m->dst_addr);
+	if (target) {
+		cJSON_AddItemToObject(spec, "carried", cJSON_Duplicate(m->carried, true));
+		cJSON_AddBoolToObject(spec, "target", true);
+	}
+	cJSON_AddItemToObject(spec, "cmd", cJSON_Duplicate(m->cmd, true));
+	return spec;
+}
+
 /* The Kubernetes baseline: stop the application, start it fresh on the
  * destination (its memory is lost), point the service at it. */
 static void redeploy(struct mig *m)
@@ -190,11 +206,7 @@ static void redeploy(struct mig *m)
 	cJSON_ArrayForEach(a, old)
 		net_route_addr_del(a->valuestring);
 	phase(m, "start");
-	_cleanup_json_ cJSON *spec = cJSON_CreateObject();
-	cJSON_AddNumberToObject(spec, "id", (double)m->dst_pod);
-	cJSON_AddStringToObject(spec, "app", m->app);
-	cJSON_AddStringToObject(spec, "addr", m->dst_addr);
-	cJSON_AddItemToObject(spec, "cmd", cJSON_Duplicate(m->cmd, true));
+	_cleanup_json_ cJSON *spec = dst_pod_spec(m, false);
 	int st = node_call(c, m->dst_node, "POST", "/v1/pods", spec, 30000, NULL, &e);
 	pthread_mutex_lock(&c->lock);
 	bool ok = st == 201 && pods_wait_state(c, m->dst_pod, "running", NULL, 20000);
@@ -233,13 +245,7 @@ static void *mig_thread(void *arg)
 
 	/* prepare: the destination pod, its agent registers and waits. */
 	phase(m, "prepare");
-	_cleanup_json_ cJSON *spec = cJSON_CreateObject();
-	cJSON_AddNumberToObject(spec, "id", (double)m->dst_pod);
-	cJSON_AddStringToObject(spec, "app", m->app);
-	cJSON_AddStringToObject(spec, "addr", m->dst_addr);
-	cJSON_AddItemToObject(spec, "carried", cJSON_Duplicate(m->carried, true));
-	cJSON_AddItemToObject(spec, "cmd", cJSON_Duplicate(m->cmd, true));
-	cJSON_AddBoolToObject(spec, "target", true);
+	_cleanup_json_ cJSON *spec = dst_pod_spec(m, true);
 	int st = node_call(c, m->dst_node, "POST", "/v1/pods", spec, 30000, NULL, &e);
 	pthread_mutex_lock(&c->lock);
 	bool ready = st == 201 && pods_wait_state(c, m->dst_pod, "waiting", NULL, 20000);
