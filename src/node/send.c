@@ -114,6 +114,19 @@ cJSON *node_transfer_get(struct node *n, long mid)
 /* Sends padding for at most ~250 ms or 4 MiB, then waits until the
  * destination has drained it: the link's queue is empty and the window
  * open when the dump starts.  Failures here only cost the warm-up. */
+/* Ends a warm-up: says whether a pre-copy follows and waits until the
+ * destination has drained everything.  Auto mode sends a second one (with
+ * no padding before it) when it decides for pre-copy after measuring. */
+static void warm_up_done(int fd, bool precopy_follows, struct myce_error **err)
+{
+	_cleanup_json_ cJSON *done = cJSON_CreateObject();
+	cJSON_AddStringToObject(done, "op", "warmup-done");
+	cJSON_AddBoolToObject(done, "precopy", precopy_follows);
+	_cleanup_json_ cJSON *ack = NULL;
+	if (myce_frame_send(fd, done, err) == 0)
+		myce_frame_recv(fd, 60000, &ack, err);
+}
+
 static uint64_t warm_up(int fd, bool precopy_follows, struct myce_error **err)
 {
 	static const char pad[16384];
@@ -140,25 +153,8 @@ static uint64_t warm_up(int fd, bool precopy_follows, struct myce_error **err)
 			return sent;
 		sent += sizeof(pad);
 	}
-	_cleanup_json_ cJSON *done = cJSON_CreateObject();
-	cJSON_AddStringToObject(done, "op", "warmup-done");
-	cJSON_AddBoolToObject(done, "precopy", precopy_follows);
-	_cleanup_json_ cJSON *ack = NULL;
-	if (myce_frame_send(fd, done, err) == 0)
-		myce_frame_recv(fd, 60000, &ack, err);
+	warm_up_done(fd, precopy_follows, err);
 	return sent;
-}
-
-/* After an auto warm-up that said "no pre-copy": a second, empty one that
- * says yes. */
-static void warm_up_announce(int fd, struct myce_error **err)
-{
-	_cleanup_json_ cJSON *done = cJSON_CreateObject();
-	cJSON_AddStringToObject(done, "op", "warmup-done");
-	cJSON_AddBoolToObject(done, "precopy", true);
-	_cleanup_json_ cJSON *ack = NULL;
-	if (myce_frame_send(fd, done, err) == 0)
-		myce_frame_recv(fd, 30000, &ack, err);
 }
 
 static double proc_rss_bytes(pid_t pid)
@@ -318,7 +314,7 @@ static void send_migration(struct node *n, long pod_id, const cJSON *req, struct
 		cJSON_AddStringToObject(out, "mode_picked", do_pre ? "precopy" : "live");
 		log_info("migration %ld: auto mode picks %s (%s)", mid, do_pre ? "pre-copy" : "plain live", why);
 		if (do_pre) /* tell the destination: a second, empty warm-up announces it */
-			warm_up_announce(fd, &e);
+			warm_up_done(fd, true, &e);
 	} else {
 		warm = warm_up(fd, do_pre, &e);
 	}
