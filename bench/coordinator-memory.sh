@@ -43,4 +43,5 @@ file=$(awk '/^Rss:/{r=$2} /^Anonymous:/{a=$2} END{print r-a}' /proc/$pid/smaps_r
 echo "registered containers: $count"
 echo "coordinator VmRSS: before $before kB, after $after kB (peak $hwm kB)"
 echo "  of which shared-library/file pages $file kB, anonymous $anon kB; PSS $pss kB"
+[ -n "${MYCE_SMAPS:-}" ] && python3 /tmp/smapsum.py $pid
 [ "$count" -eq "$N" ]
