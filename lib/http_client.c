@@ -36,6 +36,12 @@ static void curl_init_once(void)
 int myce_http_call(const char *method, const char *url, const char *token, const cJSON *body,
 		   long timeout_ms, cJSON **out, struct myce_error **err)
 {
+	return myce_http_call_ca(method, url, token, NULL, body, timeout_ms, out, err);
+}
+
+int myce_http_call_ca(const char *method, const char *url, const char *token, const char *ca_file,
+		      const cJSON *body, long timeout_ms, cJSON **out, struct myce_error **err)
+{
 	pthread_once(&curl_once, curl_init_once);
 	if (out)
 		*out = NULL;
@@ -59,6 +65,10 @@ int myce_http_call(const char *method, const char *url, const char *token, const
 	curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, on_data);
 	curl_easy_setopt(c, CURLOPT_WRITEDATA, &b);
 	curl_easy_setopt(c, CURLOPT_NOPROXY, "*");
+	if (ca_file) {
+		curl_easy_setopt(c, CURLOPT_CAINFO, ca_file);
+		curl_easy_setopt(c, CURLOPT_CAPATH, NULL);
+	}
 	if (payload) {
 		curl_easy_setopt(c, CURLOPT_POSTFIELDS, payload);
 		curl_easy_setopt(c, CURLOPT_POSTFIELDSIZE, (long)strlen(payload));
