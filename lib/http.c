@@ -184,6 +184,17 @@ static int tls_load(struct myce_http_server *s, const char *cert_file, const cha
 	return 0;
 }
 
+int myce_http_tls_check(const char *cert_file, const char *key_file, struct myce_error **err)
+{
+	struct myce_http_server s = {0};
+	int r = tls_load(&s, cert_file, key_file, err);
+	free(s.cert);
+	if (s.key)
+		explicit_bzero(s.key, strlen(s.key));
+	free(s.key);
+	return r;
+}
+
 static void server_free(struct myce_http_server *s)
 {
 	free(s->token);

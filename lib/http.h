@@ -41,6 +41,10 @@ struct myce_http_server *myce_http_server_new_tls(const char *addr, const char *
 						  const char *key_file, myce_http_handler h, void *ctx,
 						  struct myce_error **err);
 void myce_http_server_free(struct myce_http_server *s);
+/* Checks that cert_file and key_file (PEM) can be read and form a pair, as
+ * myce_http_server_new_tls will: a program can refuse a bad configuration
+ * before it touches anything. */
+int myce_http_tls_check(const char *cert_file, const char *key_file, struct myce_error **err);
 
 /* Fills resp with {"error": msg} and status. */
 void myce_http_error(struct myce_http_resp *resp, int status, const char *fmt, ...)

@@ -41,6 +41,12 @@ int main(int argc, char **argv)
 	}
 	myce_log_init("coordinator", MYCE_LOG_INFO);
 	_cleanup_error_ struct myce_error *e = NULL;
+	/* A bad TLS configuration is refused before the database or the
+	 * service table is touched. */
+	if (tls_cert && myce_http_tls_check(tls_cert, tls_key, &e) < 0) {
+		log_error("%s", myce_error_msg(e));
+		return 1;
+	}
 	c.token = myce_token_load(token_file, &e);
 	pthread_mutex_init(&c.lock, NULL);
 	pthread_cond_init(&c.changed, NULL);

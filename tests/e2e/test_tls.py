@@ -166,3 +166,4 @@ def test_tls_bad_configuration_is_refused(pki, case):
     log = c.log.read_text()
     assert ("TLS certificate" in log) and ("nope.pem" in log if case == "missing-cert" else True), log
     assert "coordinator up" not in log
+    assert not (pki / "c.db").exists()  # refused before anything was touched
