@@ -30,6 +30,7 @@ enum app_state { APP_NONE, APP_RUNNING, APP_CHECKPOINTED, APP_EXITED };
 struct agent {
 	long pod_id;
 	const char *app, *node, *dir, *coord, *role;
+	const char *ca_file; /* CA of an https coordinator, or NULL */
 	char *token;
 	char **cmd;
 	int app_pid;
@@ -64,7 +65,7 @@ static int do_register(struct agent *a, struct myce_error **err)
 	for (int attempt = 0;; attempt++) {
 		_cleanup_json_ cJSON *out = NULL;
 		_cleanup_error_ struct myce_error *e = NULL;
-		int st = myce_http_call("POST", url, a->token, body, 10000, &out, &e);
+		int st = myce_http_call_ca("POST", url, a->token, a->ca_file, body, 10000, &out, &e);
 		if (st == 200) {
 			const char *role = myce_json_str(out, "role");
 			a->role = xstrdup(role ? role : "start");
@@ -311,6 +312,7 @@ int main(int argc, char **argv)
 		{"pod-id", required_argument, 0, 'p'}, {"app", required_argument, 0, 'a'},
 		{"node", required_argument, 0, 'n'},   {"dir", required_argument, 0, 'd'},
 		{"coordinator", required_argument, 0, 'c'}, {"token-file", required_argument, 0, 't'},
+		{"ca", required_argument, 0, 'A'},
 		{0, 0, 0, 0}};
 	int c;
 	while ((c = getopt_long(argc, argv, "+", opts, NULL)) != -1) {
@@ -321,12 +323,13 @@ int main(int argc, char **argv)
 		case 'd': a.dir = optarg; break;
 		case 'c': a.coord = optarg; break;
 		case 't': token_file = optarg; break;
+		case 'A': a.ca_file = optarg; break;
 		default: return 2;
 		}
 	}
 	if (a.pod_id < 0 || !a.app || !a.node || !a.dir || !a.coord || !token_file || optind >= argc) {
 		fprintf(stderr, "usage: myce-agent --pod-id N --app NAME --node NODE --dir DIR "
-				"--coordinator URL --token-file F -- CMD [ARGS...]\n");
+				"--coordinator URL --token-file F [--ca FILE] -- CMD [ARGS...]\n");
 		return 2;
 	}
 	a.cmd = argv + optind;

@@ -9,6 +9,7 @@
 #include "cluster.h"
 #include "cmd.h"
 #include "netns.h"
+#include "tlsgen.h"
 #include "util.h"
 
 #include <dirent.h>
@@ -175,7 +176,7 @@ static int cluster_down(bool quiet)
 static bool coordinator_healthy(struct cli *c)
 {
 	_cleanup_free_ char *url = xasprintf("%s/healthz", c->coord_url);
-	return myce_http_call("GET", url, NULL, NULL, 1000, NULL, NULL) == 200;
+	return myce_http_call_ca("GET", url, NULL, c->ca_file, NULL, 1000, NULL, NULL) == 200;
 }
 
 /* An address range of ours already used by an interface that is not ours. */
@@ -347,7 +348,13 @@ static pid_t start_coordinator(double mbit, struct myce_error **err)
 	/* Fast links: storing beats compressing; slow links: compress. */
 	_cleanup_free_ char *level = xasprintf("%d", mbit <= 0 ? 0 : mbit >= 100 ? 1 : 3);
 	char *argv[] = {bin, "--listen", listen, "--token-file", tokpath, "--db", MYCE_RUN_DIR "/coordinator.db",
-			"--zstd-level", level, NULL};
+			"--zstd-level", level, NULL, NULL, NULL, NULL, NULL};
+	if (access(MYCE_TLS_CERT, R_OK) == 0) {
+		argv[9] = "--tls-cert";
+		argv[10] = MYCE_TLS_CERT;
+		argv[11] = "--tls-key";
+		argv[12] = MYCE_TLS_KEY;
+	}
 	return start_daemon(argv, NULL, MYCE_RUN_DIR "/logs/coordinator.log", err);
 }
 
@@ -368,7 +375,11 @@ static pid_t start_node(struct cli *c, int i, struct myce_error **err)
 	_cleanup_free_ char *name = myce_node_name(i);
 	_cleanup_free_ char *ns = myce_node_netns(i);
 	_cleanup_free_ char *log = xasprintf(MYCE_RUN_DIR "/logs/%s.log", name);
-	char *argv[] = {bin, "--name", name, "--coordinator", c->coord_url, "--token-file", tokpath, NULL};
+	char *argv[] = {bin, "--name", name, "--coordinator", c->coord_url, "--token-file", tokpath, NULL, NULL, NULL};
+	if (c->ca_file) {
+		argv[7] = "--ca";
+		argv[8] = c->ca_file;
+	}
 	return start_daemon(argv, ns, log, err);
 }
 
@@ -406,7 +417,7 @@ static int cluster_repair(struct cli *c, cJSON *state, struct myce_error **err)
 	return 0;
 }
 
-static int cluster_create(struct cli *c, int nodes, double mbit, int delay_ms, struct myce_error **err)
+static int cluster_create(struct cli *c, int nodes, double mbit, int delay_ms, bool tls, struct myce_error **err)
 {
 	bool netem = delay_ms > 0 && have_netem();
 	if (myce_mkdir_p(MYCE_RUN_DIR "/logs", 0700) < 0 || myce_mkdir_p(MYCE_RUN_DIR "/pods", 0700) < 0)
@@ -424,6 +435,14 @@ static int cluster_create(struct cli *c, int nodes, double mbit, int delay_ms, s
 	_cleanup_free_ char *tokline = xasprintf("%s\n", hex);
 	if (myce_write_file_atomic(tokpath, tokline, strlen(tokline), 0600) < 0)
 		return myce_error_errno(err, "write token");
+	/* TLS: a CA of this cluster's own (its key is not kept) and a
+	 * certificate for the coordinator's address; clients trust the CA. */
+	unlink(MYCE_CA_FILE);
+	unlink(MYCE_TLS_CERT);
+	unlink(MYCE_TLS_KEY);
+	if (tls && myce_tls_make_certs(MYCE_RUN_DIR, MYCE_BRIDGE_IP, 365, err) < 0)
+		return myce_error_wrap(err, "coordinator certificate");
+	cli_pick_coordinator(c, NULL);
 
 	_cleanup_json_ cJSON *state = cJSON_CreateObject();
 	_cleanup_free_ char *fwd = read_trim("/proc/sys/net/ipv4/ip_forward");
@@ -431,6 +450,7 @@ static int cluster_create(struct cli *c, int nodes, double mbit, int delay_ms, s
 	cJSON_AddNumberToObject(state, "nodes", nodes);
 	cJSON_AddNumberToObject(state, "rate_mbit", mbit);
 	cJSON_AddNumberToObject(state, "delay_ms", delay_ms);
+	cJSON_AddBoolToObject(state, "tls", tls);
 	cJSON_AddBoolToObject(state, "delay_emulated", true); /* netem or myce-link */
 	cJSON_AddStringToObject(state, "delay_emulation",
 				delay_ms == 0 ? "none" : netem ? "netem" : "myce-link (userspace, no netem in this kernel)");
@@ -499,7 +519,7 @@ static int cluster_create(struct cli *c, int nodes, double mbit, int delay_ms, s
 }
 
 
-static int cluster_up(struct cli *c, int nodes, double mbit, int delay_ms)
+static int cluster_up(struct cli *c, int nodes, double mbit, int delay_ms, bool tls)
 {
 	if (geteuid() != 0)
 		return cli_fail("cluster up: must run as root (network namespaces, nftables, CRIU)");
@@ -521,7 +541,7 @@ static int cluster_up(struct cli *c, int nodes, double mbit, int delay_ms)
 		cluster_down(true);
 	if (check_addresses(&e) < 0)
 		return cli_fail("cluster up: %s", myce_error_msg(e));
-	if (cluster_create(c, nodes, mbit, delay_ms, &e) < 0) {
+	if (cluster_create(c, nodes, mbit, delay_ms, tls, &e) < 0) {
 		cli_fail("cluster up: %s", myce_error_msg(e));
 		cluster_down(true);
 		return 1;
@@ -532,7 +552,7 @@ static int cluster_up(struct cli *c, int nodes, double mbit, int delay_ms)
 int cmd_cluster(struct cli *c, int argc, char **argv)
 {
 	if (argc < 2)
-		return cli_fail("usage: mycectl cluster up [--nodes N] [--rate MBIT] [--delay MS] | cluster down");
+		return cli_fail("usage: mycectl cluster up [--nodes N] [--rate MBIT] [--delay MS] [--no-tls] | cluster down");
 	if (!strcmp(argv[1], "down")) {
 		if (geteuid() != 0)
 			return cli_fail("cluster down: must run as root");
@@ -542,6 +562,7 @@ int cmd_cluster(struct cli *c, int argc, char **argv)
 		return cli_fail("cluster: unknown action %s (up or down)", argv[1]);
 	int nodes = 3, delay = 10;
 	double mbit = 10;
+	bool tls = true;
 	for (int i = 2; i < argc; i++) {
 		char *end = NULL;
 		if (!strcmp(argv[i], "--nodes") && i + 1 < argc) {
@@ -556,9 +577,11 @@ int cmd_cluster(struct cli *c, int argc, char **argv)
 			delay = (int)strtol(argv[++i], &end, 10);
 			if (*end || delay < 0 || delay > 10000)
 				return cli_fail("cluster up: --delay is the one-way delay in ms");
+		} else if (!strcmp(argv[i], "--no-tls")) {
+			tls = false;
 		} else {
 			return cli_fail("cluster up: unexpected argument %s", argv[i]);
 		}
 	}
-	return cluster_up(c, nodes, mbit, delay);
+	return cluster_up(c, nodes, mbit, delay, tls);
 }

@@ -239,27 +239,6 @@ static void on_migration_get(struct coord *c, long id, struct myce_http_resp *re
 	resp->json = m;
 }
 
-static void metrics(struct coord *c, struct myce_http_resp *resp)
-{
-	pthread_mutex_lock(&c->lock);
-	_cleanup_json_ cJSON *out = db_query(c, "SELECT COALESCE(outcome, 'in-progress') AS o, COUNT(*) AS n FROM migrations GROUP BY o");
-	_cleanup_json_ cJSON *pods = db_query_one(c, "SELECT COUNT(*) AS n FROM containers");
-	pthread_mutex_unlock(&c->lock);
-	size_t cap = 4096;
-	char *t = xzalloc(cap);
-	size_t len = (size_t)snprintf(t, cap, "# HELP mycedrive_migrations_total Migrations by outcome.\n"
-					      "# TYPE mycedrive_migrations_total counter\n");
-	const cJSON *r;
-	cJSON_ArrayForEach(r, out)
-		len += (size_t)snprintf(t + len, cap - len, "mycedrive_migrations_total{outcome=\"%s\"} %.0f\n",
-					myce_json_str(r, "o"), myce_json_num(r, "n", 0));
-	snprintf(t + len, cap - len, "# HELP mycedrive_registered_containers Containers registered by agents.\n"
-				     "# TYPE mycedrive_registered_containers gauge\nmycedrive_registered_containers %.0f\n",
-		 myce_json_num(pods, "n", 0));
-	resp->text = t;
-	resp->content_type = "text/plain; version=0.0.4";
-}
-
 void coord_api_handle(void *ctx, const struct myce_http_req *req, struct myce_http_resp *resp)
 {
 	struct coord *c = ctx;
@@ -279,7 +258,7 @@ void coord_api_handle(void *ctx, const struct myce_http_req *req, struct myce_ht
 		return;
 	}
 	if (!strcmp(p, "/metrics") && get)
-		return metrics(c, resp);
+		return coord_metrics(c, resp);
 	if (!strcmp(p, "/v1/nodes") && post) {
 		const char *name = myce_json_str(req->body, "name"), *ip = myce_json_str(req->body, "ip");
 		if (myce_node_index(name) < 0 || !ip)

@@ -23,6 +23,9 @@ struct coord {
 /* api.c: the HTTP handler (myce_http_handler). */
 void coord_api_handle(void *ctx, const struct myce_http_req *req, struct myce_http_resp *resp);
 
+/* metrics.c: GET /metrics (Prometheus text), computed from the database. */
+void coord_metrics(struct coord *c, struct myce_http_resp *resp);
+
 /* db.c */
 int db_open(struct coord *c, const char *path, struct myce_error **err);
 /* Runs sql with printf-style %Q/%q quoting (sqlite3_mprintf); lock held. */

@@ -102,7 +102,7 @@ static int register_node(struct node *n, struct myce_error **err)
 	cJSON_AddStringToObject(body, "ip", n->ip);
 	for (int attempt = 0;; attempt++) {
 		_cleanup_error_ struct myce_error *e = NULL;
-		int st = myce_http_call("POST", url, n->token, body, 5000, NULL, &e);
+		int st = myce_http_call_ca("POST", url, n->token, n->ca_file, body, 5000, NULL, &e);
 		if (st == 200 || st == 201)
 			return 0;
 		if ((st >= 400 && st < 500) || attempt >= 150)
@@ -119,6 +119,7 @@ int main(int argc, char **argv)
 					     {"coordinator", required_argument, 0, 'c'},
 					     {"token-file", required_argument, 0, 't'},
 					     {"carry-max-s", required_argument, 0, 'm'},
+					     {"ca", required_argument, 0, 'a'},
 					     {0, 0, 0, 0}};
 	int c;
 	while ((c = getopt_long(argc, argv, "", opts, NULL)) != -1) {
@@ -127,11 +128,12 @@ int main(int argc, char **argv)
 		case 'c': n.coord_url = optarg; break;
 		case 't': token_file = optarg; break;
 		case 'm': n.carry_max_s = atof(optarg); break;
+		case 'a': n.ca_file = optarg; break;
 		default: return 2;
 		}
 	}
 	if (!n.name || !n.coord_url || !token_file || (n.idx = myce_node_index(n.name)) < 0) {
-		fprintf(stderr, "usage: myce-node --name nodeN --coordinator URL --token-file F\n");
+		fprintf(stderr, "usage: myce-node --name nodeN --coordinator URL --token-file F [--ca FILE] [--carry-max-s S]\n");
 		return 2;
 	}
 	myce_log_init(n.name, MYCE_LOG_INFO);
@@ -168,7 +170,7 @@ int main(int argc, char **argv)
 	{
 		_cleanup_free_ char *url = xasprintf("%s/v1/pods", n.coord_url);
 		_cleanup_json_ cJSON *live = NULL;
-		if (myce_http_call("GET", url, n.token, NULL, 5000, &live, NULL) == 200)
+		if (myce_http_call_ca("GET", url, n.token, n.ca_file, NULL, 5000, &live, NULL) == 200)
 			pods_reconcile(&n, live);
 	}
 	log_info("node daemon %s up on %s (mycedrive %s)", n.name, listen, MYCE_VERSION);

@@ -43,6 +43,7 @@ struct node {
 	int idx;
 	char *ip;
 	char *coord_url;
+	char *ca_file;         /* CA that signed an https coordinator's certificate, or NULL */
 	char *token;
 	char *exe_dir;
 	pthread_mutex_t lock; /* protects pods and transfers */

@@ -144,6 +144,10 @@ static int spawn_agent(struct node *n, struct pod *p, const cJSON *cmd, pid_t *o
 	argv[k++] = n->coord_url;
 	argv[k++] = "--token-file";
 	argv[k++] = tokpath;
+	if (n->ca_file) {
+		argv[k++] = "--ca";
+		argv[k++] = n->ca_file;
+	}
 	argv[k++] = "--";
 	for (int i = 0; i < ncmd; i++)
 		argv[k++] = cJSON_GetArrayItem(cmd, i)->valuestring;
