@@ -728,7 +728,16 @@ def test_metrics_histograms_move_with_a_migration_and_survive_a_restart(env):
     send.finish(H.ok_send_result())  # dump 4.5 ms, transfer 7.25 ms, restore 3 ms, hand-off 1.5 ms
     g = wait_outcome(api, m["id"])
     assert g["outcome"] == "completed", g
-    after = parse_metrics(api.get("/metrics").data.decode())
+    # The commit deletes the source pod (and its container) just after the
+    # outcome is recorded: wait for that, then every number is final.
+    reg = ("mycedrive_registered_containers", frozenset())
+    deadline = time.monotonic() + 10
+    while True:
+        after = parse_metrics(api.get("/metrics").data.decode())
+        if after[reg] == before[reg] or time.monotonic() > deadline:
+            break
+        time.sleep(0.05)
+    assert after[reg] == before[reg]
     for p in PHASES:
         (b0, c0, s0), (b1, c1, s1) = h0[p], hist(after, p)
         ms = g["timings"].get(p + "_ms")
