@@ -152,9 +152,11 @@ struct myce_k8s_informer_stats {
 	char *last_error;   /* last watch/list error or NULL (caller frees) */
 };
 void myce_k8s_informer_stats(struct myce_k8s_informer *inf, struct myce_k8s_informer_stats *st);
-/* For tests: ends the current watch and resumes the next one from
- * resourceVersion rv (e.g. "1", long compacted) instead of the last one seen,
- * to prove that a 410 Gone is recovered by a re-list without lost events. */
+/* For tests, to prove that a 410 Gone is recovered by a re-list without lost
+ * events.  rv NULL: ends the current watch and holds the informer (no list,
+ * no watch) until the next call; returns once it is held.  rv not NULL: lets
+ * a held or running informer go on with a watch from resourceVersion rv
+ * (e.g. "1", long compacted) instead of the last one seen. */
 void myce_k8s_informer_rewatch_from(struct myce_k8s_informer *inf, const char *rv);
 /* Stops the watch (within about 100 ms), joins the thread, frees. NULL ok. */
 void myce_k8s_informer_stop(struct myce_k8s_informer *inf);
