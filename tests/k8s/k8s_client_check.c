@@ -5,8 +5,10 @@
  *   k8s_client_check KUBECONFIG NAMESPACE crud      create/get/patch (strategic,
  *                                                  merge, JSON, apply)/replace/delete
  *   k8s_client_check KUBECONFIG NAMESPACE informer  ADDED/MODIFIED/DELETED, selector
- *   k8s_client_check KUBECONFIG NAMESPACE gone      a watch from resourceVersion 1
- *                                                  (410) recovered by a re-list
+ *   k8s_client_check KUBECONFIG NAMESPACE gone ETCD_URL
+ *                                                  etcd compacted, a watch from
+ *                                                  resourceVersion 1 (410) recovered
+ *                                                  by a re-list
  *   k8s_client_check KUBECONFIG NAMESPACE whoami    prints the authenticated user
  *   k8s_client_check KUBECONFIG NAMESPACE rotate TOKEN_FILE GOOD_TOKEN
  *                                                  401 with the file's token, then
@@ -37,11 +39,29 @@
 
 static struct myce_k8s *k;
 static const char *ns;
+/* What mutate() and the informer checks work on: "configmaps", or "events",
+ * which kube-apiserver keeps out of its watch cache (a watch on them is
+ * served by etcd, so an old resourceVersion meets etcd's compaction). */
+static const char *resource = "configmaps";
 
 static char *cm_path(const char *name)
 {
-	return name ? xasprintf("/api/v1/namespaces/%s/configmaps/%s", ns, name)
-		    : xasprintf("/api/v1/namespaces/%s/configmaps", ns);
+	return name ? xasprintf("/api/v1/namespaces/%s/%s/%s", ns, resource, name)
+		    : xasprintf("/api/v1/namespaces/%s/%s", ns, resource);
+}
+
+/* A core/v1 Event whose message plays the part of a ConfigMap's data.v. */
+static cJSON *event(const char *name, const char *label, const char *msg)
+{
+	_cleanup_free_ char *j = xasprintf("{\"apiVersion\":\"v1\",\"kind\":\"Event\",\"metadata\":{\"name\":\"%s\","
+					   "\"labels\":{\"test\":\"%s\"}},\"involvedObject\":{\"kind\":\"ConfigMap\","
+					   "\"namespace\":\"%s\",\"name\":\"x\"},\"reason\":\"Test\",\"type\":\"Normal\","
+					   "\"message\":\"%s\"}",
+					   name, label, ns, msg);
+	cJSON *o = cJSON_Parse(j);
+	if (!o)
+		abort();
+	return o;
 }
 
 static cJSON *configmap(const char *name, const char *label, const char *key, const char *val)
@@ -67,6 +87,11 @@ static const char *meta_str(const cJSON *o, const char *key)
 	return myce_json_str(cJSON_GetObjectItemCaseSensitive(o, "metadata"), key);
 }
 
+static bool streq(const char *a, const char *b)
+{
+	return a && b && !strcmp(a, b);
+}
+
 static cJSON *parse(const char *s)
 {
 	cJSON *j = cJSON_Parse(s);
@@ -74,10 +99,13 @@ static cJSON *parse(const char *s)
 	return j;
 }
 
-/* A request that must answer `want`; returns the body (caller frees). */
-static cJSON *expect(int want, int got, cJSON *body, struct myce_error *err, const char *what)
+/* A request that must answer `want`; returns the body (caller frees).  Body
+ * and error are passed by address: the order in which a call's arguments are
+ * evaluated is unspecified, so their values may predate the request. */
+static cJSON *expect(int want, int got, cJSON **bodyp, struct myce_error **errp, const char *what)
 {
-	CHECK(got >= 0, "%s: transport error %d: %s", what, got, myce_error_msg(err));
+	cJSON *body = *bodyp;
+	CHECK(got >= 0, "%s: transport error %d: %s", what, got, myce_error_msg(*errp));
 	if (got != want) {
 		_cleanup_error_ struct myce_error *e = NULL;
 		myce_k8s_status_error(got, body, what, &e);
@@ -107,7 +135,7 @@ static void check_crud(void)
 
 	_cleanup_json_ cJSON *cm = configmap("crud", NULL, "a", "1");
 	int64_t t0 = myce_now_us();
-	body = expect(201, myce_k8s_create(k, coll, cm, &body, &err), body, err, "create");
+	body = expect(201, myce_k8s_create(k, coll, cm, &body, &err), &body, &err, "create");
 	printf("ok: create 201 in %.1f ms (uid %s)\n", ms_since(t0), meta_str(body, "uid"));
 	_cleanup_free_ char *rv1 = xstrdup(meta_str(body, "resourceVersion"));
 	cJSON_Delete(body);
@@ -125,16 +153,16 @@ static void check_crud(void)
 	}
 	cJSON_Delete(body);
 
-	body = expect(200, myce_k8s_get(k, path, &body, &err), body, err, "get");
-	CHECK(!strcmp(data_of(body, "a"), "1"), "get: data.a");
+	body = expect(200, myce_k8s_get(k, path, &body, &err), &body, &err, "get");
+	CHECK(streq(data_of(body, "a"), "1"), "get: data.a");
 	cJSON_Delete(body);
 
 	/* Strategic merge patch: "$patch": "replace" replaces the whole data map.
 	 * As a merge patch the same document would try to store a key "$patch". */
 	_cleanup_json_ cJSON *smp = parse("{\"data\": {\"$patch\": \"replace\", \"b\": \"2\"}}");
-	body = expect(200, myce_k8s_patch(k, path, MYCE_K8S_PATCH_STRATEGIC, smp, &body, &err), body, err,
+	body = expect(200, myce_k8s_patch(k, path, MYCE_K8S_PATCH_STRATEGIC, smp, &body, &err), &body, &err,
 		      "strategic patch");
-	CHECK(!data_of(body, "a") && !strcmp(data_of(body, "b"), "2") &&
+	CHECK(!data_of(body, "a") && streq(data_of(body, "b"), "2") &&
 		      cJSON_GetArraySize(cJSON_GetObjectItem(body, "data")) == 1,
 	      "strategic $patch: replace should leave only b");
 	cJSON_Delete(body);
@@ -145,8 +173,8 @@ static void check_crud(void)
 
 	/* Merge patch: null deletes a key, others are added. */
 	_cleanup_json_ cJSON *mp = parse("{\"data\": {\"b\": null, \"c\": \"3\"}, \"metadata\": {\"labels\": {\"x\": \"y\"}}}");
-	body = expect(200, myce_k8s_patch(k, path, MYCE_K8S_PATCH_MERGE, mp, &body, &err), body, err, "merge patch");
-	CHECK(!data_of(body, "b") && !strcmp(data_of(body, "c"), "3"), "merge patch: b removed, c added");
+	body = expect(200, myce_k8s_patch(k, path, MYCE_K8S_PATCH_MERGE, mp, &body, &err), &body, &err, "merge patch");
+	CHECK(!data_of(body, "b") && streq(data_of(body, "c"), "3"), "merge patch: b removed, c added");
 	cJSON_Delete(body);
 	printf("ok: merge patch\n");
 
@@ -158,8 +186,8 @@ static void check_crud(void)
 	cJSON_Delete(body);
 	_cleanup_json_ cJSON *jp = parse("[{\"op\":\"test\",\"path\":\"/data/c\",\"value\":\"3\"},"
 					 "{\"op\":\"add\",\"path\":\"/data/d\",\"value\":\"4\"}]");
-	body = expect(200, myce_k8s_patch(k, path, MYCE_K8S_PATCH_JSON, jp, &body, &err), body, err, "JSON patch");
-	CHECK(!strcmp(data_of(body, "d"), "4"), "JSON patch: d added");
+	body = expect(200, myce_k8s_patch(k, path, MYCE_K8S_PATCH_JSON, jp, &body, &err), &body, &err, "JSON patch");
+	CHECK(streq(data_of(body, "d"), "4"), "JSON patch: d added");
 	cJSON_Delete(body);
 	_cleanup_json_ cJSON *notarray = parse("{}");
 	CHECK(myce_k8s_patch(k, path, MYCE_K8S_PATCH_JSON, notarray, NULL, &err) == -EINVAL,
@@ -168,8 +196,8 @@ static void check_crud(void)
 
 	/* Server-side apply: the field manager owns e; d is kept. */
 	_cleanup_json_ cJSON *ap = configmap("crud", NULL, "e", "5");
-	body = expect(200, myce_k8s_patch(k, path, MYCE_K8S_PATCH_APPLY, ap, &body, &err), body, err, "apply");
-	CHECK(!strcmp(data_of(body, "e"), "5") && !strcmp(data_of(body, "d"), "4"), "apply: e added, d kept");
+	body = expect(200, myce_k8s_patch(k, path, MYCE_K8S_PATCH_APPLY, ap, &body, &err), &body, &err, "apply");
+	CHECK(streq(data_of(body, "e"), "5") && streq(data_of(body, "d"), "4"), "apply: e added, d kept");
 	bool manager = false;
 	cJSON *mf;
 	cJSON_ArrayForEach(mf, cJSON_GetObjectItem(cJSON_GetObjectItem(body, "metadata"), "managedFields"))
@@ -193,12 +221,12 @@ static void check_crud(void)
 		printf("ok: stale replace: %s\n", myce_error_msg(e));
 	}
 	cJSON_Delete(body);
-	body = expect(200, myce_k8s_get(k, path, &body, &err), body, err, "get");
+	body = expect(200, myce_k8s_get(k, path, &body, &err), &body, &err, "get");
 	cJSON_ReplaceItemInObject(cJSON_GetObjectItem(rep, "metadata"), "resourceVersion",
 				  cJSON_CreateString(meta_str(body, "resourceVersion")));
 	cJSON_Delete(body);
-	body = expect(200, myce_k8s_replace(k, path, rep, &body, &err), body, err, "replace");
-	CHECK(!strcmp(data_of(body, "f"), "6") && !data_of(body, "e"), "replace: only f");
+	body = expect(200, myce_k8s_replace(k, path, rep, &body, &err), &body, &err, "replace");
+	CHECK(streq(data_of(body, "f"), "6") && !data_of(body, "e"), "replace: only f");
 	cJSON_Delete(body);
 	printf("ok: replace\n");
 
@@ -206,7 +234,7 @@ static void check_crud(void)
 	double lat[50];
 	for (size_t i = 0; i < ARRAY_SIZE(lat); i++) {
 		t0 = myce_now_us();
-		body = expect(200, myce_k8s_get(k, path, &body, &err), body, err, "get");
+		body = expect(200, myce_k8s_get(k, path, &body, &err), &body, &err, "get");
 		lat[i] = ms_since(t0);
 		cJSON_Delete(body);
 	}
@@ -216,7 +244,7 @@ static void check_crud(void)
 
 	/* Delete with options; then 404 -> -ENOENT. */
 	_cleanup_json_ cJSON *opts = parse("{\"kind\":\"DeleteOptions\",\"apiVersion\":\"v1\",\"gracePeriodSeconds\":0}");
-	body = expect(200, myce_k8s_delete(k, path, opts, &body, &err), body, err, "delete");
+	body = expect(200, myce_k8s_delete(k, path, opts, &body, &err), &body, &err, "delete");
 	cJSON_Delete(body);
 	st = myce_k8s_get(k, path, &body, &err);
 	CHECK(st == 404, "get after delete: expected 404, got %d", st);
@@ -233,20 +261,20 @@ static void check_crud(void)
 	_cleanup_free_ char *svc = xasprintf("%s/ports", svcs);
 	_cleanup_json_ cJSON *s = parse("{\"apiVersion\":\"v1\",\"kind\":\"Service\",\"metadata\":{\"name\":\"ports\"},"
 					"\"spec\":{\"ports\":[{\"name\":\"a\",\"port\":80}]}}");
-	cJSON_Delete(expect(201, myce_k8s_create(k, svcs, s, &body, &err), body, err, "create service"));
+	cJSON_Delete(expect(201, myce_k8s_create(k, svcs, s, &body, &err), &body, &err, "create service"));
 	_cleanup_json_ cJSON *addport = parse("{\"spec\":{\"ports\":[{\"name\":\"b\",\"port\":81}]}}");
-	body = expect(200, myce_k8s_patch(k, svc, MYCE_K8S_PATCH_STRATEGIC, addport, &body, &err), body, err,
+	body = expect(200, myce_k8s_patch(k, svc, MYCE_K8S_PATCH_STRATEGIC, addport, &body, &err), &body, &err,
 		      "strategic patch service");
 	int nports = cJSON_GetArraySize(cJSON_GetObjectItem(cJSON_GetObjectItem(body, "spec"), "ports"));
 	CHECK(nports == 2, "strategic patch merges ports by key: expected 2, got %d", nports);
 	cJSON_Delete(body);
 	_cleanup_json_ cJSON *oneport = parse("{\"spec\":{\"ports\":[{\"name\":\"c\",\"port\":82}]}}");
-	body = expect(200, myce_k8s_patch(k, svc, MYCE_K8S_PATCH_MERGE, oneport, &body, &err), body, err,
+	body = expect(200, myce_k8s_patch(k, svc, MYCE_K8S_PATCH_MERGE, oneport, &body, &err), &body, &err,
 		      "merge patch service");
 	nports = cJSON_GetArraySize(cJSON_GetObjectItem(cJSON_GetObjectItem(body, "spec"), "ports"));
 	CHECK(nports == 1, "merge patch replaces the list: expected 1, got %d", nports);
 	cJSON_Delete(body);
-	cJSON_Delete(expect(200, myce_k8s_delete(k, svc, NULL, &body, &err), body, err, "delete service"));
+	cJSON_Delete(expect(200, myce_k8s_delete(k, svc, NULL, &body, &err), &body, &err, "delete service"));
 	printf("ok: strategic merge patch merges Service ports by key (2), merge patch replaces them (1)\n");
 
 	/* A transport error is an error, not a status. */
@@ -277,6 +305,8 @@ static void on_event(void *ud, enum myce_k8s_event ev, const cJSON *obj)
 	} else if (s->n < 64) {
 		const cJSON *d = cJSON_GetObjectItem(obj, "data");
 		const char *v = d && d->child && cJSON_IsString(d->child) ? d->child->valuestring : "";
+		if (myce_json_str(obj, "message")) /* an Event */
+			v = myce_json_str(obj, "message");
 		snprintf(s->log[s->n++], sizeof(s->log[0]), "%s %s %s", names[ev], meta_str(obj, "name"), v);
 	}
 	pthread_cond_broadcast(&s->cond);
@@ -327,15 +357,17 @@ static void mutate(const char *method, const char *name, const char *label, cons
 	_cleanup_free_ char *coll = cm_path(NULL), *path = cm_path(name);
 	cJSON *body = NULL;
 	if (!strcmp(method, "create")) {
-		_cleanup_json_ cJSON *cm = configmap(name, label, "v", val);
-		body = expect(201, myce_k8s_create(k, coll, cm, &body, &err), body, err, "create");
+		_cleanup_json_ cJSON *cm = strcmp(resource, "events") ? configmap(name, label, "v", val)
+								       : event(name, label, val);
+		body = expect(201, myce_k8s_create(k, coll, cm, &body, &err), &body, &err, "create");
 	} else if (!strcmp(method, "patch")) {
-		_cleanup_free_ char *p = xasprintf("{\"data\":{\"v\":\"%s\"}}", val);
+		_cleanup_free_ char *p = strcmp(resource, "events") ? xasprintf("{\"data\":{\"v\":\"%s\"}}", val)
+								    : xasprintf("{\"message\":\"%s\"}", val);
 		_cleanup_json_ cJSON *patch = parse(p);
-		body = expect(200, myce_k8s_patch(k, path, MYCE_K8S_PATCH_STRATEGIC, patch, &body, &err), body, err,
+		body = expect(200, myce_k8s_patch(k, path, MYCE_K8S_PATCH_STRATEGIC, patch, &body, &err), &body, &err,
 			      "patch");
 	} else {
-		body = expect(200, myce_k8s_delete(k, path, NULL, &body, &err), body, err, "delete");
+		body = expect(200, myce_k8s_delete(k, path, NULL, &body, &err), &body, &err, "delete");
 	}
 	cJSON_Delete(body);
 }
@@ -363,7 +395,7 @@ static void check_informer(void)
 	mutate("patch", "inf-x", NULL, "2");
 	wait_event(&s, "MODIFIED inf-x 2", 10000);
 	_cleanup_json_ cJSON *cached = myce_k8s_informer_get(inf, ns, "inf-x");
-	CHECK(cached && !strcmp(data_of(cached, "v"), "2"), "informer_get returns the modified object");
+	CHECK(cached && streq(data_of(cached, "v"), "2"), "informer_get returns the modified object");
 	CHECK(!myce_k8s_informer_get(inf, ns, "inf-other"), "not-selected object not cached");
 	mutate("delete", "inf-x", NULL, NULL);
 	wait_event(&s, "DELETED inf-x 2", 10000);
@@ -390,9 +422,31 @@ static void check_informer(void)
 
 /* ---- gone ------------------------------------------------------------------- */
 
-static void check_gone(void)
+/* Compacts etcd's history up to its current revision through etcd's JSON
+ * gateway, as kube-apiserver does every 5 minutes: afterwards a watch from an
+ * older resourceVersion can only be answered 410 Gone. */
+static void compact_etcd(const char *etcd)
 {
 	_cleanup_error_ struct myce_error *err = NULL;
+	_cleanup_free_ char *range = xasprintf("%s/v3/kv/range", etcd), *compact = xasprintf("%s/v3/kv/compaction", etcd);
+	_cleanup_json_ cJSON *q = parse("{\"key\": \"AA==\"}"); /* any key: only the header matters */
+	_cleanup_json_ cJSON *r = NULL;
+	int st = myce_http_call("POST", range, NULL, q, 10000, &r, &err);
+	CHECK(st == 200, "etcd range: %d %s", st, myce_error_msg(err));
+	const char *rev = myce_json_str(cJSON_GetObjectItem(r, "header"), "revision"); /* int64: a string */
+	CHECK(rev, "etcd range: no header.revision");
+	_cleanup_free_ char *c = xasprintf("{\"revision\": \"%s\", \"physical\": true}", rev);
+	_cleanup_json_ cJSON *cq = parse(c);
+	_cleanup_json_ cJSON *cr = NULL;
+	st = myce_http_call("POST", compact, NULL, cq, 10000, &cr, &err);
+	CHECK(st == 200, "etcd compaction at %s: %d %s", rev, st, myce_error_msg(err));
+	printf("ok: etcd compacted at revision %s\n", rev);
+}
+
+static void check_gone(const char *etcd)
+{
+	_cleanup_error_ struct myce_error *err = NULL;
+	resource = "events";
 	struct seen s;
 	seen_init(&s);
 	mutate("create", "gone-a", "gone", "1");
@@ -410,6 +464,7 @@ static void check_gone(void)
 	mutate("create", "gone-c", "gone", "1");
 	mutate("patch", "gone-a", NULL, "2");
 	mutate("delete", "gone-b", NULL, NULL);
+	compact_etcd(etcd);
 	int before = s.n;
 	int64_t t0 = myce_now_us();
 	myce_k8s_informer_rewatch_from(inf, "1");
@@ -467,7 +522,7 @@ static void check_rotate(const char *token_file, const char *good)
 int main(int argc, char **argv)
 {
 	if (argc < 4) {
-		fprintf(stderr, "usage: %s KUBECONFIG|- NAMESPACE crud|informer|gone|whoami|rotate [TOKEN_FILE GOOD]\n",
+		fprintf(stderr, "usage: %s KUBECONFIG|- NAMESPACE crud|informer|gone ETCD_URL|whoami|rotate TOKEN_FILE GOOD\n",
 			argv[0]);
 		return 2;
 	}
@@ -481,8 +536,8 @@ int main(int argc, char **argv)
 		check_crud();
 	} else if (!strcmp(cmd, "informer")) {
 		check_informer();
-	} else if (!strcmp(cmd, "gone")) {
-		check_gone();
+	} else if (!strcmp(cmd, "gone") && argc == 5) {
+		check_gone(argv[4]);
 	} else if (!strcmp(cmd, "whoami")) {
 		int st;
 		_cleanup_free_ char *u = whoami(k, &st);
