@@ -19,11 +19,14 @@ APT_PACKAGES=(
     # build and tests
     build-essential meson ninja-build pkg-config
     libmicrohttpd-dev libcjson-dev libsqlite3-dev sqlite3 libzstd-dev
-    libxxhash-dev libcurl4-openssl-dev libcmocka-dev libnftables-dev
+    libxxhash-dev libcurl4-openssl-dev libcmocka-dev libnftables-dev libyaml-dev
     nftables iproute2 redis-server redis-tools mosquitto mosquitto-clients
     libmosquitto-dev libhiredis-dev memcached python3-pytest gnuplot-nox
     python3-yaml python3-jsonschema clang
     psmisc procps ca-certificates xz-utils dpkg-dev
+    # the Kubernetes-mode test control plane (scripts/k8s-controlplane.sh;
+    # it also needs Go >= the version in k8s/controlplane/go.mod, not from apt)
+    openssl curl
     # CRIU build dependencies (only `make criu` + libcriu: no asciidoc/xmlto)
     libprotobuf-c-dev protobuf-c-compiler protobuf-compiler libprotobuf-dev
     libnl-3-dev libnet1-dev libcap-dev libbsd-dev libgnutls28-dev libaio-dev
