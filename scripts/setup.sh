@@ -19,7 +19,7 @@ APT_PACKAGES=(
     # build and tests
     build-essential meson ninja-build pkg-config
     libmicrohttpd-dev libcjson-dev libsqlite3-dev sqlite3 libzstd-dev
-    libxxhash-dev libcurl4-openssl-dev libcmocka-dev libnftables-dev
+    libxxhash-dev libcurl4-openssl-dev libcmocka-dev libnftables-dev libyaml-dev
     nftables iproute2 redis-server redis-tools mosquitto mosquitto-clients
     libmosquitto-dev libhiredis-dev memcached python3-pytest gnuplot-nox
     python3-yaml python3-jsonschema clang
