@@ -30,6 +30,8 @@ enum app_state { APP_NONE, APP_RUNNING, APP_CHECKPOINTED, APP_EXITED };
 struct agent {
 	long pod_id;
 	const char *app, *node, *dir, *coord, *role;
+	const char *k8s_pod; /* "namespace/name" in Kubernetes mode, else NULL */
+	const char *workdir; /* the application's working directory, or NULL */
 	char *token;
 	char **cmd;
 	int app_pid;
@@ -57,7 +59,12 @@ static int do_register(struct agent *a, struct myce_error **err)
 {
 	_cleanup_free_ char *url = xasprintf("%s/v1/register", a->coord);
 	_cleanup_json_ cJSON *body = cJSON_CreateObject();
-	cJSON_AddNumberToObject(body, "pod_id", (double)a->pod_id);
+	/* A pod of the Kubernetes API is known to the coordinator by its name,
+	 * not by a pod id the coordinator gave it. */
+	if (a->k8s_pod)
+		cJSON_AddStringToObject(body, "pod", a->k8s_pod);
+	else
+		cJSON_AddNumberToObject(body, "pod_id", (double)a->pod_id);
 	cJSON_AddStringToObject(body, "container", a->app);
 	cJSON_AddStringToObject(body, "node", a->node);
 	cJSON_AddNumberToObject(body, "agent_pid", (double)getpid());
@@ -90,6 +97,8 @@ static int start_app(struct agent *a, struct myce_error **err)
 		sigprocmask(SIG_UNBLOCK, &a->sigs, NULL);
 		setsid();
 		close_range(3, ~0U, 0);
+		if (a->workdir && chdir(a->workdir) < 0)
+			_exit(126);
 		int n = open("/dev/null", O_RDWR);
 		dup2(n, 0);
 		dup2(n, 1);
@@ -293,6 +302,11 @@ static int run(struct agent *a)
 		if (p[1].revents & POLLIN)
 			serve_one(a, lfd);
 		if (a->state == APP_EXITED) {
+			/* The node daemon reads how the application ended (its
+			 * Kubernetes mode reports it as the container's exit code). */
+			_cleanup_free_ char *path = xasprintf("%s/app.exit", a->dir);
+			_cleanup_free_ char *code = xasprintf("%d\n", a->exit_status);
+			myce_write_file_atomic(path, code, strlen(code), 0644);
 			unlink(sock);
 			return a->exit_status;
 		}
@@ -311,6 +325,7 @@ int main(int argc, char **argv)
 		{"pod-id", required_argument, 0, 'p'}, {"app", required_argument, 0, 'a'},
 		{"node", required_argument, 0, 'n'},   {"dir", required_argument, 0, 'd'},
 		{"coordinator", required_argument, 0, 'c'}, {"token-file", required_argument, 0, 't'},
+		{"k8s-pod", required_argument, 0, 'k'}, {"workdir", required_argument, 0, 'w'},
 		{0, 0, 0, 0}};
 	int c;
 	while ((c = getopt_long(argc, argv, "+", opts, NULL)) != -1) {
@@ -321,12 +336,14 @@ int main(int argc, char **argv)
 		case 'd': a.dir = optarg; break;
 		case 'c': a.coord = optarg; break;
 		case 't': token_file = optarg; break;
+		case 'k': a.k8s_pod = optarg; break;
+		case 'w': a.workdir = optarg; break;
 		default: return 2;
 		}
 	}
 	if (a.pod_id < 0 || !a.app || !a.node || !a.dir || !a.coord || !token_file || optind >= argc) {
 		fprintf(stderr, "usage: myce-agent --pod-id N --app NAME --node NODE --dir DIR "
-				"--coordinator URL --token-file F -- CMD [ARGS...]\n");
+				"--coordinator URL --token-file F [--k8s-pod NS/NAME] [--workdir DIR] -- CMD [ARGS...]\n");
 		return 2;
 	}
 	a.cmd = argv + optind;

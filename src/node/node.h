@@ -91,4 +91,14 @@ int addrgc_start(struct node *n, struct myce_error **err);
 /* recv.c: the destination side: accepts streams on MYCE_STREAM_PORT. */
 int node_recv_start(struct node *n, struct myce_error **err);
 
+/* kubelet*.c: Kubernetes mode (--kubeconfig), a virtual kubelet for the
+ * embedded runtime.  A pod directory holding this file belongs to it. */
+#define MYCE_KUBELET_FILE "k8s.json"
+struct kubelet;
+/* api_ns: the network namespace from which the API server is reachable
+ * (-1: this daemon's own); the daemon's pods live in its current one. */
+int kubelet_start(struct node *n, const char *kubeconfig, int api_ns, struct kubelet **out, struct myce_error **err);
+/* Stops watching and renewing; pods keep running (pods_delete_all ends them). */
+void kubelet_stop(struct kubelet *k);
+
 #endif
