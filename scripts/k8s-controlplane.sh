@@ -314,13 +314,14 @@ wait_ready() {
 
 # --- certificates and kubeconfigs ----------------------------------------------
 
-# cert NAME SUBJECT EXTENSIONS: a key and a certificate signed by the CA.
+# cert NAME SUBJECT EXTENSIONS: a key and a certificate signed by the CA
+# (by $CA_NAME.crt when CA_NAME is set, else ca.crt).
 cert() {
-    local name=$1 subj=$2 ext=$3 pki=$STATE/pki
+    local name=$1 subj=$2 ext=$3 pki=$STATE/pki ca=${CA_NAME:-ca}
     openssl ecparam -genkey -name prime256v1 -noout -out "$pki/$name.key" 2>/dev/null
     openssl req -new -key "$pki/$name.key" -subj "$subj" -out "$pki/$name.csr" 2>/dev/null
     printf '%b' "$ext" >"$pki/$name.ext"
-    openssl x509 -req -in "$pki/$name.csr" -CA "$pki/ca.crt" -CAkey "$pki/ca.key" -CAcreateserial \
+    openssl x509 -req -in "$pki/$name.csr" -CA "$pki/$ca.crt" -CAkey "$pki/$ca.key" -CAcreateserial \
         -days 30 -sha256 -extfile "$pki/$name.ext" -out "$pki/$name.crt" 2>/dev/null
     rm -f "$pki/$name.csr" "$pki/$name.ext"
 }
@@ -342,6 +343,15 @@ make_pki() {
     # The client identities RBAC's bootstrap policy knows.
     cert kube-controller-manager "/CN=system:kube-controller-manager" "$client"
     cert kube-scheduler "/CN=system:kube-scheduler" "$client"
+    # The aggregation layer's request-header authentication (front proxy):
+    # its own CA, as kubeadm does.  The apiserver publishes it in
+    # kube-system/extension-apiserver-authentication, where the
+    # controller-manager and scheduler look for it.
+    openssl ecparam -genkey -name prime256v1 -noout -out "$pki/front-proxy-ca.key" 2>/dev/null
+    openssl req -x509 -new -key "$pki/front-proxy-ca.key" -subj "/CN=mycedrive-k8s-front-proxy-ca" -days 30 \
+        -sha256 -addext "basicConstraints=critical,CA:TRUE" -addext "keyUsage=critical,keyCertSign,cRLSign" \
+        -out "$pki/front-proxy-ca.crt" 2>/dev/null
+    CA_NAME=front-proxy-ca cert front-proxy-client "/CN=front-proxy-client" "$client"
     # Service-account tokens are signed with this key (RSA, what every
     # component and client library accepts).
     openssl genrsa -out "$pki/sa.key" 2048 2>/dev/null
@@ -452,7 +462,12 @@ cmd_up() {
         --service-account-issuer=https://kubernetes.default.svc.cluster.local \
         --api-audiences=https://kubernetes.default.svc.cluster.local \
         --service-cluster-ip-range=$SERVICE_CIDR \
-        --authorization-mode=Node,RBAC --allow-privileged=true --profiling=false
+        --authorization-mode=Node,RBAC --allow-privileged=true --profiling=false \
+        --requestheader-client-ca-file="$pki/front-proxy-ca.crt" \
+        --requestheader-allowed-names=front-proxy-client \
+        --requestheader-username-headers=X-Remote-User --requestheader-group-headers=X-Remote-Group \
+        --requestheader-extra-headers-prefix=X-Remote-Extra- \
+        --proxy-client-cert-file="$pki/front-proxy-client.crt" --proxy-client-key-file="$pki/front-proxy-client.key"
     wait_ready kube-apiserver
 
     start_component kube-controller-manager "${k8s_common[@]}" \
@@ -466,6 +481,7 @@ cmd_up() {
         --service-account-private-key-file="$pki/sa.key" --root-ca-file="$pki/ca.crt" \
         --cluster-signing-cert-file="$pki/ca.crt" --cluster-signing-key-file="$pki/ca.key" \
         --service-cluster-ip-range=$SERVICE_CIDR \
+        --flex-volume-plugin-dir="$STATE/flexvolume" \
         --leader-elect=false --profiling=false
     start_component kube-scheduler "${k8s_common[@]}" \
         --kubeconfig="$STATE/kube-scheduler.kubeconfig" \
