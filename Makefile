@@ -3,7 +3,7 @@
 BUILD ?= build
 SHELL := /bin/bash
 
-.PHONY: all setup build demo check check-unit check-e2e bench clean
+.PHONY: all setup build demo check check-unit check-e2e check-k8s bench clean
 
 all: build
 
@@ -24,6 +24,13 @@ check-unit: build
 
 check-e2e: build
 	@MYCE_BUILD_DIR=$(BUILD) python3 -m pytest -q -p no:cacheprovider tests/e2e
+
+# The Kubernetes-mode tests against a real control plane (docs/k8s-controlplane.md).
+# The first run builds Kubernetes from the Go module proxy (long); later runs
+# use the cache in /var/cache/mycedrive/k8s.
+check-k8s: setup
+	@bash scripts/k8s-controlplane.sh build
+	@python3 -m pytest -q -p no:cacheprovider tests/k8s
 
 bench: build
 	@MYCE_BUILD_DIR=$(BUILD) bash bench/run.sh $(BENCH_ARGS)

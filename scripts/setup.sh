@@ -24,6 +24,9 @@ APT_PACKAGES=(
     libmosquitto-dev libhiredis-dev memcached python3-pytest gnuplot-nox
     python3-yaml python3-jsonschema clang
     psmisc procps ca-certificates xz-utils dpkg-dev
+    # the Kubernetes-mode test control plane (scripts/k8s-controlplane.sh;
+    # it also needs Go >= the version in k8s/controlplane/go.mod, not from apt)
+    openssl curl
     # CRIU build dependencies (only `make criu` + libcriu: no asciidoc/xmlto)
     libprotobuf-c-dev protobuf-c-compiler protobuf-compiler libprotobuf-dev
     libnl-3-dev libnet1-dev libcap-dev libbsd-dev libgnutls28-dev libaio-dev
