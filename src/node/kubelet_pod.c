@@ -30,6 +30,7 @@ struct kl_run {
 	int64_t restart_at_us; /* monotonic; 0 = none pending */
 	int backoff_ms;
 	char *error;       /* why the pod cannot run (status message) */
+	int64_t seen_us;   /* when this worker first saw the pod (startTime until it runs) */
 	char *last_status; /* the status last sent, to send only changes */
 };
 
@@ -135,7 +136,9 @@ static pid_t agent_pid(struct kl_worker *w)
 		return 0;
 	int st;
 	pid_t r = waitpid(pid, &st, WNOHANG);
-	if (r == pid || (r < 0 && errno == ECHILD && kill(pid, 0) < 0 && errno == ESRCH)) {
+	/* An adopted agent is reaped by whoever inherited it, maybe late: a
+	 * zombie no longer runs myce-agent. */
+	if (r == pid || (r < 0 && errno == ECHILD && !myce_pid_runs(pid, "myce-agent"))) {
 		pod_reaped(n, pid);
 		return 0;
 	}
@@ -195,7 +198,7 @@ static void report(struct kl_worker *w, const struct myce_kpod *kp, struct kl_ru
 		.reason = r->error ? "UnsupportedPod" : NULL,
 		.pod_ip = w->local.id >= 0 ? w->local.addr : NULL,
 		.host_ip = host_ip,
-		.start_us = w->local.start_us ? w->local.start_us : myce_wall_us(),
+		.start_us = w->local.start_us ? w->local.start_us : r->seen_us,
 		.cstate = MYCE_KPOD_WAITING,
 		.waiting_reason = r->error ? "CreateContainerError" : r->restart_at_us ? "CrashLoopBackOff" : NULL,
 		.started_us = w->local.started_us,
@@ -400,7 +403,7 @@ void *kl_worker_run(void *arg)
 	struct kubelet *k = w->k;
 	/* Created by the informer's thread, in the API's namespace. */
 	kl_api_leave(k);
-	struct kl_run r = {0};
+	struct kl_run r = {.seen_us = myce_wall_us()};
 	if (w->adopted && w->local.id >= 0 && agent_pid(w) == 0 && !w->local.start_us)
 		w->local.start_us = myce_wall_us();
 	for (;;) {

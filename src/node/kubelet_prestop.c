@@ -25,13 +25,14 @@ static int run_in_ns(const int *fds, char **argv, char **envp, int logfd)
 			return 126;
 	if (chdir("/") < 0)
 		return 126;
-	pid_t parent = getpid();
 	pid_t g = fork();
 	if (g < 0)
 		return 126;
 	if (g == 0) {
 		prctl(PR_SET_PDEATHSIG, SIGKILL);
-		if (getppid() != parent)
+		/* Our parent is outside the pod's PID namespace: getppid() is 0
+		 * while it lives, the pod's PID 1 once it died. */
+		if (getppid() != 0)
 			_exit(126);
 		sigset_t none;
 		sigemptyset(&none);
