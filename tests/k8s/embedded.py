@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from k8senv import REPO
+from k8senv import REPO, Kubectl
 
 BUILD = Path(os.environ.get("MYCE_BUILD_DIR", "build"))
 if not BUILD.is_absolute():
@@ -95,6 +95,10 @@ def embedded(controlplane):
             assert down.returncode == 0, f"cluster down failed: {down.stderr}"
             left = leftovers()
             assert not left, f"cluster down left things behind: {left}"
+            # The Node objects it registered are gone too (their Leases with them).
+            kubectl = Kubectl(controlplane)
+            nodes = [n["metadata"]["name"] for n in kubectl.json("get", "nodes")["items"]]
+            assert not [n for n in nodes if n.startswith("node")], f"Node objects left: {nodes}"
         finally:
             lockf.close()
 

@@ -7,7 +7,9 @@ import ipaddress
 import json
 import os
 import signal
+import socket
 import subprocess
+import sys
 import time
 
 import pytest
@@ -87,11 +89,14 @@ def test_nodes_registered_and_leased(embedded, kubectl):
 def test_deployment_service_prestop_replacement(embedded, kubectl, namespace, tmp_path):
     ns, app = namespace, "redis"
     prestop_log = tmp_path / "prestop.log"
+    timings = {}
+    t_apply = time.monotonic()
     kubectl.run("-n", ns, "apply", "-f", "-", input=manifest(app, prestop_log))
 
     # The scheduler binds the pod to one of our nodes, our kubelet runs it,
     # it turns Ready once Redis accepts on its port.
     pod = wait_until(lambda: (ready_pods(kubectl, ns, app) or [None])[0], 90, "a Ready redis pod")
+    timings["apply -> pod Ready"] = time.monotonic() - t_apply
     node = pod["spec"]["nodeName"]
     assert node in ("node1", "node2")
     pod_ip = pod["status"]["podIP"]
@@ -109,6 +114,7 @@ def test_deployment_service_prestop_replacement(embedded, kubectl, namespace, tm
     assert ipaddress.ip_address(cluster_ip) in ipaddress.ip_network("10.96.0.0/24")
     wait_until(lambda: slice_ips(kubectl, ns, app) == [pod_ip], 30, "the EndpointSlice to hold the pod")
     wait_until(lambda: nft_maps(cluster_ip, pod_ip), 30, "the proxy to map the service")
+    timings["apply -> service mapped"] = time.monotonic() - t_apply
 
     # A client on the host (the client site) through the service address.
     assert redis_try(cluster_ip, 6379, "SET", "k8s", "works") == "+OK"
@@ -121,9 +127,11 @@ def test_deployment_service_prestop_replacement(embedded, kubectl, namespace, tm
     t0 = time.monotonic()
     kubectl.run("-n", ns, "delete", "pod", name, "--wait=false")
     wait_until(lambda: prestop_log.exists() and prestop_log.read_text().strip(), 15, "the preStop hook's side effect")
+    timings["delete -> preStop ran"] = time.monotonic() - t0
     assert prestop_log.read_text().strip() == f"prestop {name} pid1=myce-agent redis=PONG"
     wait_until(lambda: kubectl.run("-n", ns, "get", "pod", name, check=False).returncode != 0, 30,
                "the deleted pod to be finalized")
+    timings["delete -> pod finalized"] = time.monotonic() - t0
     # Redis stops on SIGTERM at once: far inside the 10 s grace period.
     assert time.monotonic() - t0 < 9
     new = wait_until(lambda: [p for p in ready_pods(kubectl, ns, app) if p["metadata"]["name"] != name], 90,
@@ -131,6 +139,7 @@ def test_deployment_service_prestop_replacement(embedded, kubectl, namespace, tm
     new_ip = new["status"]["podIP"]
     wait_until(lambda: slice_ips(kubectl, ns, app) == [new_ip], 30, "the EndpointSlice to hold the new pod")
     wait_until(lambda: nft_maps(cluster_ip, new_ip), 30, "the proxy to map the new pod")
+    timings["delete -> replacement mapped"] = time.monotonic() - t0
     wait_until(lambda: redis_try(cluster_ip, 6379, "SET", "after", "replacement") == "+OK", 10,
                "the service to reach the replacement")
     assert redis_try(cluster_ip, 6379, "GET", "after") == "replacement"
@@ -138,9 +147,27 @@ def test_deployment_service_prestop_replacement(embedded, kubectl, namespace, tm
     assert redis_try(cluster_ip, 6379, "GET", "k8s") is None
     assert prestop_log.read_text().count("prestop") == 1
 
-    kubectl.run("-n", ns, "delete", "deployment,service", app, "--wait=false")
+    # Without endpoints the service refuses at once (no time-out).
+    kubectl.run("-n", ns, "delete", "deployment", app, "--wait=false")
     wait_until(lambda: not kubectl.json("-n", ns, "get", "pods")["items"], 60, "the pods to be deleted")
-    wait_until(lambda: not [p for p in os.listdir("/run/mycedrive/pods")], 10, "local pods to be removed")
+    wait_until(lambda: not os.listdir("/run/mycedrive/pods"), 10, "local pods to be removed")
+    wait_until(lambda: _refused(cluster_ip, 6379), 30, "the service without endpoints to refuse connections")
+    kubectl.run("-n", ns, "delete", "service", app)
+    wait_until(lambda: cluster_ip not in subprocess.run(["nft", "list", "table", "ip", "mycedrive-k8s-svc"],
+                                                        capture_output=True, text=True).stdout,
+               30, "the proxy to drop the deleted service")
+    sys.stderr.write("".join(f"  {k:30s} {v * 1000:7.0f} ms\n" for k, v in timings.items()))
+
+
+def _refused(addr, port):
+    t = time.monotonic()
+    try:
+        socket.create_connection((addr, port), timeout=5).close()
+        return False
+    except ConnectionRefusedError:
+        return time.monotonic() - t < 1
+    except OSError:
+        return False
 
 
 def test_restart_policy_and_adoption(embedded, kubectl, namespace):
@@ -155,8 +182,13 @@ def test_restart_policy_and_adoption(embedded, kubectl, namespace):
                                     "env": [{"name": "POD_UID",
                                              "valueFrom": {"fieldRef": {"fieldPath": "metadata.uid"}}}]}]}}
     kubectl.run("-n", ns, "apply", "-f", "-", input=json.dumps(pod))
-    got = wait_until(lambda: (lambda p: p if (condition(p, "Ready") or {}).get("status") == "True" else None)(
-        kubectl.json("-n", ns, "get", "pod", "flaky")), 60, "the pod to be Ready after its restart")
+    def restarted_and_ready():
+        p = kubectl.json("-n", ns, "get", "pod", "flaky")
+        cs = p.get("status", {}).get("containerStatuses") or [{}]
+        ok = (condition(p, "Ready") or {}).get("status") == "True" and cs[0].get("restartCount", 0) >= 1
+        return p if ok else None
+    # (Its first run may look Ready for a moment: no probe, and it started.)
+    got = wait_until(restarted_and_ready, 60, "the pod to be Ready after its restart")
     cs = got["status"]["containerStatuses"][0]
     assert cs["restartCount"] == 1
     assert cs["lastState"]["terminated"]["exitCode"] == 3
