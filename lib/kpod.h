@@ -80,6 +80,11 @@ struct myce_kpod_state {
  * containerStatuses) for the pods/status subresource.  Caller frees. */
 cJSON *myce_kpod_status(const struct myce_kpod *p, const struct myce_kpod_state *st);
 
+/* A core/v1 Event about the pod (involvedObject = the Pod, source =
+ * kubelet on `node`); type "Normal" or "Warning".  Caller frees. */
+cJSON *myce_kpod_event(const char *ns, const char *name, const char *uid, const char *node, const char *type,
+		       const char *reason, const char *message, int64_t now_us);
+
 /* RFC 3339 in UTC, second precision ("2026-11-25T10:00:00Z") and the
  * MicroTime form ("2026-11-25T10:00:00.123456Z"); caller frees. */
 char *myce_k8s_time(int64_t wall_us);

@@ -105,3 +105,35 @@ cJSON *myce_kpod_status(const struct myce_kpod *p, const struct myce_kpod_state 
 		cJSON_AddStringToObject(c, "containerID", st->container_id);
 	return s;
 }
+
+cJSON *myce_kpod_event(const char *ns, const char *name, const char *uid, const char *node, const char *type,
+		       const char *reason, const char *message, int64_t now_us)
+{
+	cJSON *e = cJSON_CreateObject();
+	cJSON_AddStringToObject(e, "apiVersion", "v1");
+	cJSON_AddStringToObject(e, "kind", "Event");
+	cJSON *meta = cJSON_AddObjectToObject(e, "metadata");
+	/* As the kubelet names them: the object's name and a unique suffix. */
+	_cleanup_free_ char *ename = xasprintf("%s.%llx", name, (unsigned long long)now_us * 1000);
+	cJSON_AddStringToObject(meta, "name", ename);
+	cJSON_AddStringToObject(meta, "namespace", ns);
+	cJSON *obj = cJSON_AddObjectToObject(e, "involvedObject");
+	cJSON_AddStringToObject(obj, "apiVersion", "v1");
+	cJSON_AddStringToObject(obj, "kind", "Pod");
+	cJSON_AddStringToObject(obj, "namespace", ns);
+	cJSON_AddStringToObject(obj, "name", name);
+	cJSON_AddStringToObject(obj, "uid", uid);
+	cJSON_AddStringToObject(e, "type", type);
+	cJSON_AddStringToObject(e, "reason", reason);
+	cJSON_AddStringToObject(e, "message", message);
+	cJSON *src = cJSON_AddObjectToObject(e, "source");
+	cJSON_AddStringToObject(src, "component", "kubelet");
+	cJSON_AddStringToObject(src, "host", node);
+	cJSON_AddStringToObject(e, "reportingComponent", "kubelet");
+	cJSON_AddStringToObject(e, "reportingInstance", node);
+	_cleanup_free_ char *t = myce_k8s_time(now_us);
+	cJSON_AddStringToObject(e, "firstTimestamp", t);
+	cJSON_AddStringToObject(e, "lastTimestamp", t);
+	cJSON_AddNumberToObject(e, "count", 1);
+	return e;
+}

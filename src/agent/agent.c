@@ -248,17 +248,20 @@ static void serve_one(struct agent *a, int lfd)
 	myce_agentctl_send(c, resp, NULL);
 }
 
+/* Passes SIGTERM on and waits for the application however long it takes:
+ * whoever stopped the pod owns the deadline and SIGKILLs this PID 1 (and so
+ * the whole pod) when it is over — the node daemon after 5 s in embedded
+ * mode, at the end of the grace period in Kubernetes mode, as a kubelet
+ * does with a container's PID 1. */
 static void stop_app(struct agent *a)
 {
 	if (a->state != APP_RUNNING)
 		return;
 	kill(a->app_pid, SIGTERM);
-	for (int i = 0; i < 50 && a->state == APP_RUNNING; i++) {
-		usleep(100 * 1000);
+	while (a->state == APP_RUNNING) {
+		usleep(20 * 1000);
 		reap(a);
 	}
-	if (a->state == APP_RUNNING)
-		kill(a->app_pid, SIGKILL);
 }
 
 static int run(struct agent *a)

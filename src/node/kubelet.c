@@ -11,6 +11,7 @@
 #include <fcntl.h>
 #include <sched.h>
 #include <signal.h>
+#include <stdarg.h>
 #include <string.h>
 
 void kl_api_enter(struct kubelet *k)
@@ -23,6 +24,27 @@ void kl_api_leave(struct kubelet *k)
 {
 	if (k->node_ns >= 0 && setns(k->node_ns, CLONE_NEWNET) < 0)
 		log_error("return to the node's network namespace: %s", strerror(errno));
+}
+
+void kl_event(struct kl_worker *w, const char *type, const char *reason, const char *fmt, ...)
+{
+	struct kubelet *k = w->k;
+	va_list ap;
+	va_start(ap, fmt);
+	_cleanup_free_ char *msg = xvasprintf(fmt, ap);
+	va_end(ap);
+	_cleanup_json_ cJSON *ev = myce_kpod_event(w->ns, w->name, w->uid, k->n->name, type, reason, msg, myce_wall_us());
+	_cleanup_free_ char *ns = myce_k8s_escape(w->ns);
+	_cleanup_free_ char *path = xasprintf("/api/v1/namespaces/%s/events", ns);
+	_cleanup_json_ cJSON *out = NULL;
+	_cleanup_error_ struct myce_error *e = NULL;
+	kl_api_enter(k);
+	int rc = myce_k8s_create(k->api, path, ev, &out, &e);
+	kl_api_leave(k);
+	if (rc > 0 && rc >= 300)
+		myce_k8s_status_error(rc, out, "event", &e);
+	if (rc < 0 || rc >= 300)
+		log_warn("pod %s/%s: event %s: %s", w->ns, w->name, reason, myce_error_msg(e));
 }
 
 void kl_local_save(struct kl_worker *w)
@@ -186,6 +208,10 @@ static void adopt_local(struct kubelet *k)
 		p->carried = cJSON_CreateArray();
 		p->agent_pid = pid > 0 && myce_pid_runs(pid, "myce-agent") ? pid : 0;
 		p->active_since_us = myce_now_us();
+		if (uid && myce_json_str(kj, "namespace") && myce_json_str(kj, "name")) {
+			p->k8s_pod = xasprintf("%s/%s", myce_json_str(kj, "namespace"), myce_json_str(kj, "name"));
+			p->k8s_uid = xstrdup(uid);
+		}
 		pthread_mutex_lock(&n->lock);
 		p->next = n->pods;
 		n->pods = p;

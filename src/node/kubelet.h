@@ -67,6 +67,9 @@ struct kubelet {
 void kl_api_enter(struct kubelet *k);
 void kl_api_leave(struct kubelet *k);
 void kl_local_save(struct kl_worker *w);
+/* Records an Event about the worker's pod (best effort). */
+void kl_event(struct kl_worker *w, const char *type, const char *reason, const char *fmt, ...)
+	__attribute__((format(printf, 4, 5)));
 
 /* kubelet_pod.c: the worker thread's body. */
 void *kl_worker_run(void *arg);

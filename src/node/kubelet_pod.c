@@ -108,6 +108,7 @@ static int start_pod(struct kl_worker *w, const struct myce_kpod *kp, struct myc
 	cJSON_AddItemToObject(spec, "env", cJSON_Duplicate(kp->env, true));
 	_cleanup_free_ char *podname = xasprintf("%s/%s", kp->ns, kp->name);
 	cJSON_AddStringToObject(spec, "k8s_pod", podname);
+	cJSON_AddStringToObject(spec, "k8s_uid", w->uid);
 	if (kp->workdir)
 		cJSON_AddStringToObject(spec, "workdir", kp->workdir);
 	struct pod *p;
@@ -120,6 +121,8 @@ static int start_pod(struct kl_worker *w, const struct myce_kpod *kp, struct myc
 	kl_local_save(w);
 	log_info("pod %s/%s: running as local pod %ld at %s (%s)", kp->ns, kp->name, w->local.id, w->local.addr,
 		 cJSON_GetArrayItem(kp->command, 0)->valuestring);
+	kl_event(w, "Normal", "Started", "Started container %s (%s) as local pod %ld at %s, no image pulled",
+		 kp->container, cJSON_GetArrayItem(kp->command, 0)->valuestring, w->local.id, w->local.addr);
 	return 0;
 }
 
@@ -294,12 +297,18 @@ static void terminate(struct kl_worker *w, const struct myce_kpod *kp)
 		_cleanup_free_ char *logpath = xasprintf("%s/agent.log", dir);
 		int status = -1;
 		_cleanup_error_ struct myce_error *e = NULL;
-		if (kl_exec_in_pod(pid, kp->prestop, kp->env, logpath, deadline, &status, &e) < 0)
+		if (kl_exec_in_pod(pid, kp->prestop, kp->env, logpath, deadline, &status, &e) < 0) {
 			log_warn("pod %s/%s: preStop hook: %s", w->ns, w->name, myce_error_msg(e));
-		else
+			kl_event(w, "Warning", "FailedPreStopHook", "PreStopHook failed: %s", myce_error_msg(e));
+		} else {
 			log_info("pod %s/%s: preStop hook exited %d after %.0f ms", w->ns, w->name, status,
 				 (double)(myce_now_us() - t0) / 1000);
+			if (status != 0)
+				kl_event(w, "Warning", "FailedPreStopHook", "PreStopHook exited %d", status);
+		}
 	}
+	if (pid > 0)
+		kl_event(w, "Normal", "Killing", "Stopping container %s", kp->container ? kp->container : "");
 	stop_pod(w, deadline);
 	_cleanup_json_ cJSON *opts = cJSON_CreateObject();
 	cJSON_AddNumberToObject(opts, "gracePeriodSeconds", 0);
@@ -352,6 +361,8 @@ static void app_exited(struct kl_worker *w, const struct myce_kpod *kp, struct k
 		r->backoff_ms = 30000;
 	r->restart_at_us = myce_now_us() + (int64_t)r->backoff_ms * 1000;
 	kl_local_save(w);
+	kl_event(w, "Warning", "BackOff", "Back-off %d ms restarting failed container %s (exit code %d)", r->backoff_ms,
+		 kp->container, code);
 }
 
 /* One pass: bring the local pod in line with the API object. */
@@ -378,6 +389,7 @@ static void sync_pod(struct kl_worker *w, const struct myce_kpod *kp, const cJSO
 		    start_pod(w, kp2, &e) < 0) {
 			log_error("pod %s/%s: %s", w->ns, w->name, myce_error_msg(e));
 			r->error = xstrdup(myce_error_msg(e));
+			kl_event(w, "Warning", "Failed", "%s", r->error);
 			pthread_mutex_lock(&w->k->lock);
 			w->local.id = -1;
 			free(w->local.addr);
@@ -424,6 +436,7 @@ void *kl_worker_run(void *arg)
 			if (!r.error) {
 				log_error("%s", myce_error_msg(e));
 				r.error = xstrdup(myce_error_msg(e));
+				kl_event(w, "Warning", "Failed", "%s", r.error);
 				/* Report it with what can be read of the pod. */
 				const cJSON *c = cJSON_GetArrayItem(
 					cJSON_GetObjectItem(cJSON_GetObjectItem(obj, "spec"), "containers"), 0);

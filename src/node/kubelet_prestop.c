@@ -18,7 +18,7 @@
 
 static const char *const ns_names[] = {"ipc", "uts", "net", "pid", "mnt"};
 
-static int run_in_ns(const int *fds, char **argv, char **envp, int logfd)
+static int run_in_ns(const int *fds, char **argv, char **envp, int logfd, int report_fd)
 {
 	for (size_t i = 0; i < ARRAY_SIZE(ns_names); i++)
 		if (setns(fds[i], 0) < 0)
@@ -46,6 +46,8 @@ static int run_in_ns(const int *fds, char **argv, char **envp, int logfd)
 		execvpe(argv[0], argv, envp);
 		_exit(127);
 	}
+	/* The command's PID (in our namespace, the node's) for the deadline. */
+	(void)!write(report_fd, &g, sizeof(g));
 	int st;
 	while (waitpid(g, &st, 0) < 0)
 		if (errno != EINTR)
@@ -90,16 +92,23 @@ int kl_exec_in_pod(pid_t agent_pid, const cJSON *argv, const cJSON *env, const c
 	_cleanup_close_ int logfd = rc == 0 ? open(logpath, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644) : -1;
 	if (rc == 0 && logfd < 0)
 		rc = myce_error_errno(err, "exec: open %s", logpath);
+	int pfd[2] = {-1, -1};
+	if (rc == 0 && pipe2(pfd, O_CLOEXEC | O_NONBLOCK) < 0)
+		rc = myce_error_errno(err, "exec: pipe");
 	pid_t c = rc == 0 ? fork() : -1;
 	if (rc == 0 && c < 0)
 		rc = myce_error_errno(err, "exec: fork");
 	if (c == 0)
-		_exit(run_in_ns(fds, av, envp, logfd));
+		_exit(run_in_ns(fds, av, envp, logfd, pfd[1]));
 	for (size_t i = 0; i < ARRAY_SIZE(ns_names); i++)
 		if (fds[i] >= 0)
 			close(fds[i]);
+	if (pfd[1] >= 0)
+		close(pfd[1]);
+	_cleanup_close_ int report = pfd[0];
 	if (rc < 0)
 		return rc;
+	pid_t cmd_pid = 0;
 	int st;
 	for (;;) {
 		pid_t r = waitpid(c, &st, WNOHANG);
@@ -107,10 +116,26 @@ int kl_exec_in_pod(pid_t agent_pid, const cJSON *argv, const cJSON *env, const c
 			break;
 		if (r < 0 && errno != EINTR)
 			return myce_error_errno(err, "exec: wait");
+		if (cmd_pid <= 0 && read(report, &cmd_pid, sizeof(cmd_pid)) != sizeof(cmd_pid))
+			cmd_pid = 0;
 		if (myce_now_us() >= deadline_us) {
-			kill(c, SIGKILL);
-			while (waitpid(c, &st, 0) < 0 && errno == EINTR)
-				;
+			/* The command first, so that its parent reaps it: killed
+			 * with its parent, it would be handed to this daemon (a
+			 * subreaper) and hold the pod's PID namespace open. */
+			bool reaped = false;
+			if (cmd_pid > 0) {
+				kill(cmd_pid, SIGKILL);
+				for (int i = 0; i < 100 && !reaped; i++) {
+					reaped = waitpid(c, &st, WNOHANG) == c;
+					if (!reaped)
+						usleep(10 * 1000);
+				}
+			}
+			if (!reaped) {
+				kill(c, SIGKILL);
+				while (waitpid(c, &st, 0) < 0 && errno == EINTR)
+					;
+			}
 			return myce_error_set(err, ETIMEDOUT, "exec %s: still running at the end of the grace period, killed",
 					      av[0]);
 		}

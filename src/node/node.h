@@ -21,6 +21,8 @@ struct pod {
 	pid_t agent_pid;  /* in the node daemon's PID namespace; 0 once exited */
 	bool target;      /* created as a migration target */
 	int64_t active_since_us; /* serving since (start or restore); 0 = not yet */
+	char *k8s_pod;    /* Kubernetes mode: "namespace/name" of the Pod object, else NULL */
+	char *k8s_uid;    /* and its UID */
 	struct pod *next;
 };
 

@@ -42,6 +42,10 @@ cJSON *pod_to_json(const struct pod *p)
 	cJSON_AddItemToObject(o, "carried", cJSON_Duplicate(p->carried, true));
 	cJSON_AddNumberToObject(o, "agent_pid", p->agent_pid);
 	cJSON_AddBoolToObject(o, "running", p->agent_pid > 0);
+	if (p->k8s_pod) {
+		cJSON_AddStringToObject(o, "k8s_pod", p->k8s_pod);
+		cJSON_AddStringToObject(o, "k8s_uid", p->k8s_uid ? p->k8s_uid : "");
+	}
 	return o;
 }
 
@@ -51,6 +55,8 @@ static void pod_free(struct pod *p)
 		return;
 	free(p->app);
 	free(p->addr);
+	free(p->k8s_pod);
+	free(p->k8s_uid);
 	cJSON_Delete(p->carried);
 	free(p);
 }
@@ -256,6 +262,10 @@ int pod_create(struct node *n, const cJSON *spec, struct pod **out, struct myce_
 	const cJSON *carried = cJSON_GetObjectItem(spec, "carried");
 	p->carried = cJSON_IsArray(carried) ? cJSON_Duplicate(carried, true) : cJSON_CreateArray();
 	p->target = myce_json_bool(spec, "target", false);
+	if (myce_json_str(spec, "k8s_pod")) {
+		p->k8s_pod = xstrdup(myce_json_str(spec, "k8s_pod"));
+		p->k8s_uid = xstrdup(myce_json_str(spec, "k8s_uid"));
+	}
 
 	_cleanup_free_ char *dir = myce_pod_dir(id);
 	myce_rm_rf(dir);

@@ -146,6 +146,10 @@ def test_deployment_service_prestop_replacement(embedded, kubectl, namespace, tm
     # The old pod's state went with it (redeploy semantics, no migration here).
     assert redis_try(cluster_ip, 6379, "GET", "k8s") is None
     assert prestop_log.read_text().count("prestop") == 1
+    reasons = {e["reason"] for e in kubectl.json("-n", ns, "get", "events",
+                                                  "--field-selector", f"involvedObject.name={name}")["items"]
+               if e.get("source", {}).get("component") == "kubelet"}
+    assert {"Started", "Killing"} <= reasons, reasons
 
     # Without endpoints the service refuses at once (no time-out).
     kubectl.run("-n", ns, "delete", "deployment", app, "--wait=false")
@@ -213,6 +217,30 @@ def test_restart_policy_and_adoption(embedded, kubectl, namespace):
     kubectl.run("-n", ns, "delete", "pod", "flaky", "--grace-period=0", "--force")
     embedded.repair()
     wait_until(lambda: not os.listdir("/run/mycedrive/pods"), 30, "the orphaned local pod to be removed")
+
+
+def test_grace_period_bounds_prestop_and_shutdown(embedded, kubectl, namespace):
+    """A preStop hook that outlasts the grace period is killed at its end, and
+    an application that ignores SIGTERM is killed then too: the pod is gone
+    about one grace period after the delete, not later."""
+    ns, grace = namespace, 3
+    pod = {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "stubborn"},
+           "spec": {"nodeName": "node2", "terminationGracePeriodSeconds": grace,
+                    "containers": [{"name": "c", "image": "busybox",
+                                    "command": ["sh", "-c", "trap '' TERM; while :; do sleep 0.1; done"],
+                                    "lifecycle": {"preStop": {"exec": {"command": ["sleep", "60"]}}}}]}}
+    kubectl.run("-n", ns, "apply", "-f", "-", input=json.dumps(pod))
+    wait_until(lambda: (condition(kubectl.json("-n", ns, "get", "pod", "stubborn"), "Ready") or {}).get("status")
+               == "True", 60, "the pod to be Ready")
+    t0 = time.monotonic()
+    kubectl.run("-n", ns, "delete", "pod", "stubborn", "--wait=false")
+    wait_until(lambda: kubectl.run("-n", ns, "get", "pod", "stubborn", check=False).returncode != 0, 30,
+               "the pod to be finalized")
+    took = time.monotonic() - t0
+    assert grace - 0.5 < took < grace + 4, f"pod gone after {took:.1f} s with a {grace} s grace period"
+    wait_until(lambda: not os.listdir("/run/mycedrive/pods"), 10, "the local pod to be removed")
+    events = kubectl.json("-n", ns, "get", "events", "--field-selector", "involvedObject.name=stubborn")["items"]
+    assert any(e["reason"] == "FailedPreStopHook" for e in events), [e["reason"] for e in events]
 
 
 def _exe(pid):

@@ -234,12 +234,33 @@ static void test_node_objects(void **state)
 	assert_string_equal(myce_json_str(ref, "uid"), "uid-9");
 }
 
+static void test_event(void **state)
+{
+	int64_t now = myce_k8s_time_parse("2026-11-25T10:00:00Z") + 42;
+	_cleanup_json_ cJSON *e = myce_kpod_event("ns", "web-1", "u-7", "node2", "Warning", "BackOff", "again", now);
+	const cJSON *meta = cJSON_GetObjectItem(e, "metadata");
+	assert_string_equal(myce_json_str(meta, "namespace"), "ns");
+	assert_true(!strncmp(myce_json_str(meta, "name"), "web-1.", 6));
+	const cJSON *obj = cJSON_GetObjectItem(e, "involvedObject");
+	assert_string_equal(myce_json_str(obj, "kind"), "Pod");
+	assert_string_equal(myce_json_str(obj, "uid"), "u-7");
+	assert_string_equal(myce_json_str(e, "reason"), "BackOff");
+	assert_string_equal(myce_json_str(e, "type"), "Warning");
+	assert_string_equal(myce_json_str(cJSON_GetObjectItem(e, "source"), "host"), "node2");
+	assert_string_equal(myce_json_str(e, "lastTimestamp"), "2026-11-25T10:00:00Z");
+	/* Two events of one pod a microsecond apart have different names. */
+	_cleanup_json_ cJSON *e2 = myce_kpod_event("ns", "web-1", "u-7", "node2", "Normal", "Started", "x", now + 1);
+	assert_string_not_equal(myce_json_str(meta, "name"),
+				myce_json_str(cJSON_GetObjectItem(e2, "metadata"), "name"));
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_parse_pod),    cmocka_unit_test(test_parse_deleting),
 		cmocka_unit_test(test_parse_rejects), cmocka_unit_test(test_status),
 		cmocka_unit_test(test_time),         cmocka_unit_test(test_node_objects),
+		cmocka_unit_test(test_event),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
