@@ -50,6 +50,11 @@ void myce_k8s_curl_setup(struct myce_k8s *c, CURL *h, const char *url, const cha
 	curl_easy_setopt(h, CURLOPT_USERAGENT, "mycedrive/" MYCE_VERSION);
 	curl_easy_setopt(h, CURLOPT_ACCEPT_ENCODING, ""); /* gzip when the server offers it */
 	curl_easy_setopt(h, CURLOPT_TCP_KEEPALIVE, 1L);
+	/* HTTP/1.1: with HTTP/2, libcurl 7.88 reported "Transferred a partial
+	 * file" for a 401 to a POST (the apiserver resets the stream whose body it
+	 * did not read).  Each pooled handle keeps its own connection, so HTTP/2's
+	 * multiplexing would gain nothing here. */
+	curl_easy_setopt(h, CURLOPT_HTTP_VERSION, (long)CURL_HTTP_VERSION_1_1);
 	if (c->insecure) {
 		curl_easy_setopt(h, CURLOPT_SSL_VERIFYPEER, 0L);
 		curl_easy_setopt(h, CURLOPT_SSL_VERIFYHOST, 0L);

@@ -427,8 +427,18 @@ static void *informer_thread(void *arg)
 			backoff = BACKOFF_MIN_MS;
 		}
 		_cleanup_error_ struct myce_error *e = NULL;
+		int64_t t0 = myce_now_us();
 		switch (watch_once(inf, &e)) {
 		case WATCH_ENDED:
+			/* A server that ends every watch at once must not make us spin. */
+			if (myce_now_us() - t0 < 1000000) {
+				if (pause_ms(inf, backoff))
+					goto out;
+				backoff = backoff * 2 > BACKOFF_MAX_MS ? BACKOFF_MAX_MS : backoff * 2;
+			} else {
+				backoff = BACKOFF_MIN_MS;
+			}
+			break;
 		case WATCH_WOKEN:
 			break;
 		case WATCH_GONE:

@@ -348,6 +348,7 @@ int myce_k8s_from_kubeconfig(const char *path, const char *context, struct myce_
 	*out = NULL;
 	struct kubeconfig k = {0};
 	struct myce_k8s *c = NULL;
+	_cleanup_free_ char *where = NULL; /* before the first goto: cleanup runs at done */
 	int r = load_document(&k, path, err);
 	if (r < 0)
 		goto done;
@@ -364,7 +365,7 @@ int myce_k8s_from_kubeconfig(const char *path, const char *context, struct myce_
 	yaml_node_t *ctx, *cl, *user = NULL;
 	if ((r = named_entry(&k, root, "contexts", "context", ctx_name, &ctx, err)) < 0)
 		goto done;
-	_cleanup_free_ char *where = xasprintf("context \"%s\"", ctx_name);
+	where = xasprintf("context \"%s\"", ctx_name);
 	const char *cl_name, *user_name, *ns;
 	if ((r = map_str(&k, ctx, "cluster", where, &cl_name, err)) < 0 ||
 	    (r = map_str(&k, ctx, "user", where, &user_name, err)) < 0 ||
