@@ -26,6 +26,8 @@
 #   MYCE_K8S_STATE_DIR  state directory (default /run/mycedrive-k8s)
 #   MYCE_K8S_LOCK       the session lock (default /run/lock/mycedrive-k8s.lock)
 #   MYCE_K8S_TIMEOUT    seconds to wait for each component to be ready (default 120)
+#   MYCE_K8S_LAST_LOGS  where `down` (or a failed `up`) leaves the components' logs
+#                       (default /tmp/mycedrive-k8s-last-logs)
 set -euo pipefail
 
 REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -34,6 +36,7 @@ CACHE_DIR=${MYCE_CACHE_DIR:-/var/cache/mycedrive}
 STATE=${MYCE_K8S_STATE_DIR:-/run/mycedrive-k8s}
 LOCK=${MYCE_K8S_LOCK:-/run/lock/mycedrive-k8s.lock}
 TIMEOUT=${MYCE_K8S_TIMEOUT:-120}
+LAST_LOGS=${MYCE_K8S_LAST_LOGS:-/tmp/mycedrive-k8s-last-logs}
 
 # Loopback addresses and ports of this project (clear of the defaults 2379,
 # 6443, 10257, 10259, so a real cluster on the machine does not collide).
@@ -436,7 +439,7 @@ cmd_up() {
     # From here any failure (or a signal) stops whatever was started and
     # removes the state: nothing is left half up.
     trap 'stop_all' EXIT
-    trap 'exit 130' INT TERM
+    trap 'say "interrupted: stopping what was started"; exit 130' INT TERM
     make_pki
     make_kubeconfigs
     local pki=$STATE/pki
@@ -503,6 +506,11 @@ stop_all() {
     for ((i = ${#COMPONENTS[@]} - 1; i >= 0; i--)); do
         stop_component "${COMPONENTS[i]}"
     done
+    # The logs outlive the state, for a post-mortem of the last session.
+    if [[ -d $STATE/logs ]]; then
+        rm -rf "$LAST_LOGS"
+        cp -r "$STATE/logs" "$LAST_LOGS" 2>/dev/null || true
+    fi
     rm -rf "$STATE"
 }
 
@@ -513,6 +521,8 @@ cmd_down() {
         say "down (nothing was up)"
         return 0
     fi
+    # Another session's control plane is not ours to stop.
+    require_lock
     stop_all
     say "down in $(elapsed "$t0") s"
 }

@@ -12,7 +12,10 @@ import uuid
 
 import pytest
 
-from k8senv import STATE, Kubectl, leftovers, run_script
+# ENV, REPO, SCRIPT, STATE, BIN, KUBECTL, wait_until are re-exported for the
+# tests that import them from here (tests/k8s/test_k8s_client.py).
+from k8senv import (BIN, ENV, KUBECTL, REPO, SCRIPT, STATE, Kubectl,  # noqa: F401
+                    leftovers, run_script, wait_until)
 
 LOCK = "/run/lock/mycedrive-k8s.lock"
 
