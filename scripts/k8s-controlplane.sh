@@ -26,6 +26,8 @@
 #   MYCE_K8S_STATE_DIR  state directory (default /run/mycedrive-k8s)
 #   MYCE_K8S_LOCK       the session lock (default /run/lock/mycedrive-k8s.lock)
 #   MYCE_K8S_TIMEOUT    seconds to wait for each component to be ready (default 120)
+#   MYCE_K8S_LAST_LOGS  where `down` (or a failed `up`) leaves the components' logs
+#                       (default /tmp/mycedrive-k8s-last-logs)
 set -euo pipefail
 
 REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -34,6 +36,7 @@ CACHE_DIR=${MYCE_CACHE_DIR:-/var/cache/mycedrive}
 STATE=${MYCE_K8S_STATE_DIR:-/run/mycedrive-k8s}
 LOCK=${MYCE_K8S_LOCK:-/run/lock/mycedrive-k8s.lock}
 TIMEOUT=${MYCE_K8S_TIMEOUT:-120}
+LAST_LOGS=${MYCE_K8S_LAST_LOGS:-/tmp/mycedrive-k8s-last-logs}
 
 # Loopback addresses and ports of this project (clear of the defaults 2379,
 # 6443, 10257, 10259, so a real cluster on the machine does not collide).
@@ -314,13 +317,14 @@ wait_ready() {
 
 # --- certificates and kubeconfigs ----------------------------------------------
 
-# cert NAME SUBJECT EXTENSIONS: a key and a certificate signed by the CA.
+# cert NAME SUBJECT EXTENSIONS: a key and a certificate signed by the CA
+# (by $CA_NAME.crt when CA_NAME is set, else ca.crt).
 cert() {
-    local name=$1 subj=$2 ext=$3 pki=$STATE/pki
+    local name=$1 subj=$2 ext=$3 pki=$STATE/pki ca=${CA_NAME:-ca}
     openssl ecparam -genkey -name prime256v1 -noout -out "$pki/$name.key" 2>/dev/null
     openssl req -new -key "$pki/$name.key" -subj "$subj" -out "$pki/$name.csr" 2>/dev/null
     printf '%b' "$ext" >"$pki/$name.ext"
-    openssl x509 -req -in "$pki/$name.csr" -CA "$pki/ca.crt" -CAkey "$pki/ca.key" -CAcreateserial \
+    openssl x509 -req -in "$pki/$name.csr" -CA "$pki/$ca.crt" -CAkey "$pki/$ca.key" -CAcreateserial \
         -days 30 -sha256 -extfile "$pki/$name.ext" -out "$pki/$name.crt" 2>/dev/null
     rm -f "$pki/$name.csr" "$pki/$name.ext"
 }
@@ -342,6 +346,15 @@ make_pki() {
     # The client identities RBAC's bootstrap policy knows.
     cert kube-controller-manager "/CN=system:kube-controller-manager" "$client"
     cert kube-scheduler "/CN=system:kube-scheduler" "$client"
+    # The aggregation layer's request-header authentication (front proxy):
+    # its own CA, as kubeadm does.  The apiserver publishes it in
+    # kube-system/extension-apiserver-authentication, where the
+    # controller-manager and scheduler look for it.
+    openssl ecparam -genkey -name prime256v1 -noout -out "$pki/front-proxy-ca.key" 2>/dev/null
+    openssl req -x509 -new -key "$pki/front-proxy-ca.key" -subj "/CN=mycedrive-k8s-front-proxy-ca" -days 30 \
+        -sha256 -addext "basicConstraints=critical,CA:TRUE" -addext "keyUsage=critical,keyCertSign,cRLSign" \
+        -out "$pki/front-proxy-ca.crt" 2>/dev/null
+    CA_NAME=front-proxy-ca cert front-proxy-client "/CN=front-proxy-client" "$client"
     # Service-account tokens are signed with this key (RSA, what every
     # component and client library accepts).
     openssl genrsa -out "$pki/sa.key" 2048 2>/dev/null
@@ -426,7 +439,7 @@ cmd_up() {
     # From here any failure (or a signal) stops whatever was started and
     # removes the state: nothing is left half up.
     trap 'stop_all' EXIT
-    trap 'exit 130' INT TERM
+    trap 'say "interrupted: stopping what was started"; exit 130' INT TERM
     make_pki
     make_kubeconfigs
     local pki=$STATE/pki
@@ -452,7 +465,12 @@ cmd_up() {
         --service-account-issuer=https://kubernetes.default.svc.cluster.local \
         --api-audiences=https://kubernetes.default.svc.cluster.local \
         --service-cluster-ip-range=$SERVICE_CIDR \
-        --authorization-mode=Node,RBAC --allow-privileged=true --profiling=false
+        --authorization-mode=Node,RBAC --allow-privileged=true --profiling=false \
+        --requestheader-client-ca-file="$pki/front-proxy-ca.crt" \
+        --requestheader-allowed-names=front-proxy-client \
+        --requestheader-username-headers=X-Remote-User --requestheader-group-headers=X-Remote-Group \
+        --requestheader-extra-headers-prefix=X-Remote-Extra- \
+        --proxy-client-cert-file="$pki/front-proxy-client.crt" --proxy-client-key-file="$pki/front-proxy-client.key"
     wait_ready kube-apiserver
 
     start_component kube-controller-manager "${k8s_common[@]}" \
@@ -466,6 +484,7 @@ cmd_up() {
         --service-account-private-key-file="$pki/sa.key" --root-ca-file="$pki/ca.crt" \
         --cluster-signing-cert-file="$pki/ca.crt" --cluster-signing-key-file="$pki/ca.key" \
         --service-cluster-ip-range=$SERVICE_CIDR \
+        --flex-volume-plugin-dir="$STATE/flexvolume" \
         --leader-elect=false --profiling=false
     start_component kube-scheduler "${k8s_common[@]}" \
         --kubeconfig="$STATE/kube-scheduler.kubeconfig" \
@@ -487,6 +506,11 @@ stop_all() {
     for ((i = ${#COMPONENTS[@]} - 1; i >= 0; i--)); do
         stop_component "${COMPONENTS[i]}"
     done
+    # The logs outlive the state, for a post-mortem of the last session.
+    if [[ -d $STATE/logs ]]; then
+        rm -rf "$LAST_LOGS"
+        cp -r "$STATE/logs" "$LAST_LOGS" 2>/dev/null || true
+    fi
     rm -rf "$STATE"
 }
 
@@ -497,6 +521,8 @@ cmd_down() {
         say "down (nothing was up)"
         return 0
     fi
+    # Another session's control plane is not ours to stop.
+    require_lock
     stop_all
     say "down in $(elapsed "$t0") s"
 }

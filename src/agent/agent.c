@@ -31,6 +31,8 @@ struct agent {
 	long pod_id;
 	const char *app, *node, *dir, *coord, *role;
 	const char *ca_file; /* CA of an https coordinator, or NULL */
+	const char *k8s_pod; /* "namespace/name" in Kubernetes mode, else NULL */
+	const char *workdir; /* the application's working directory, or NULL */
 	char *token;
 	char **cmd;
 	int app_pid;
@@ -58,7 +60,12 @@ static int do_register(struct agent *a, struct myce_error **err)
 {
 	_cleanup_free_ char *url = xasprintf("%s/v1/register", a->coord);
 	_cleanup_json_ cJSON *body = cJSON_CreateObject();
-	cJSON_AddNumberToObject(body, "pod_id", (double)a->pod_id);
+	/* A pod of the Kubernetes API is known to the coordinator by its name,
+	 * not by a pod id the coordinator gave it. */
+	if (a->k8s_pod)
+		cJSON_AddStringToObject(body, "pod", a->k8s_pod);
+	else
+		cJSON_AddNumberToObject(body, "pod_id", (double)a->pod_id);
 	cJSON_AddStringToObject(body, "container", a->app);
 	cJSON_AddStringToObject(body, "node", a->node);
 	cJSON_AddNumberToObject(body, "agent_pid", (double)getpid());
@@ -91,6 +98,8 @@ static int start_app(struct agent *a, struct myce_error **err)
 		sigprocmask(SIG_UNBLOCK, &a->sigs, NULL);
 		setsid();
 		close_range(3, ~0U, 0);
+		if (a->workdir && chdir(a->workdir) < 0)
+			_exit(126);
 		int n = open("/dev/null", O_RDWR);
 		dup2(n, 0);
 		dup2(n, 1);
@@ -240,17 +249,20 @@ static void serve_one(struct agent *a, int lfd)
 	myce_agentctl_send(c, resp, NULL);
 }
 
+/* Passes SIGTERM on and waits for the application however long it takes:
+ * whoever stopped the pod owns the deadline and SIGKILLs this PID 1 (and so
+ * the whole pod) when it is over — the node daemon after 5 s in embedded
+ * mode, at the end of the grace period in Kubernetes mode, as a kubelet
+ * does with a container's PID 1. */
 static void stop_app(struct agent *a)
 {
 	if (a->state != APP_RUNNING)
 		return;
 	kill(a->app_pid, SIGTERM);
-	for (int i = 0; i < 50 && a->state == APP_RUNNING; i++) {
-		usleep(100 * 1000);
+	while (a->state == APP_RUNNING) {
+		usleep(20 * 1000);
 		reap(a);
 	}
-	if (a->state == APP_RUNNING)
-		kill(a->app_pid, SIGKILL);
 }
 
 static int run(struct agent *a)
@@ -294,6 +306,11 @@ static int run(struct agent *a)
 		if (p[1].revents & POLLIN)
 			serve_one(a, lfd);
 		if (a->state == APP_EXITED) {
+			/* The node daemon reads how the application ended (its
+			 * Kubernetes mode reports it as the container's exit code). */
+			_cleanup_free_ char *path = xasprintf("%s/app.exit", a->dir);
+			_cleanup_free_ char *code = xasprintf("%d\n", a->exit_status);
+			myce_write_file_atomic(path, code, strlen(code), 0644);
 			unlink(sock);
 			return a->exit_status;
 		}
@@ -313,6 +330,7 @@ int main(int argc, char **argv)
 		{"node", required_argument, 0, 'n'},   {"dir", required_argument, 0, 'd'},
 		{"coordinator", required_argument, 0, 'c'}, {"token-file", required_argument, 0, 't'},
 		{"ca", required_argument, 0, 'A'},
+		{"k8s-pod", required_argument, 0, 'k'}, {"workdir", required_argument, 0, 'w'},
 		{0, 0, 0, 0}};
 	int c;
 	while ((c = getopt_long(argc, argv, "+", opts, NULL)) != -1) {
@@ -324,12 +342,14 @@ int main(int argc, char **argv)
 		case 'c': a.coord = optarg; break;
 		case 't': token_file = optarg; break;
 		case 'A': a.ca_file = optarg; break;
+		case 'k': a.k8s_pod = optarg; break;
+		case 'w': a.workdir = optarg; break;
 		default: return 2;
 		}
 	}
 	if (a.pod_id < 0 || !a.app || !a.node || !a.dir || !a.coord || !token_file || optind >= argc) {
 		fprintf(stderr, "usage: myce-agent --pod-id N --app NAME --node NODE --dir DIR "
-				"--coordinator URL --token-file F [--ca FILE] -- CMD [ARGS...]\n");
+				"--coordinator URL --token-file F [--ca FILE] [--k8s-pod NS/NAME] [--workdir DIR] -- CMD [ARGS...]\n");
 		return 2;
 	}
 	a.cmd = argv + optind;

@@ -25,6 +25,14 @@ void cli_print_json(const cJSON *j);
 void cli_pick_coordinator(struct cli *c, const char *ca);
 
 int cmd_cluster(struct cli *c, int argc, char **argv);
+/* cluster_k8s.c: the Kubernetes side of `cluster up|down --kubeconfig`. */
+#define MYCE_K8S_SVC_TABLE "mycedrive-k8s-svc"
+/* The kubeconfig is readable and its API server answers; *abs: its absolute path. */
+int cluster_k8s_check(const char *kubeconfig, char **abs, struct myce_error **err);
+/* Waits until the API has nodes node1..nodeN, Ready. */
+int cluster_k8s_wait_nodes(const char *kubeconfig, int nodes, struct myce_error **err);
+/* Deletes the Node objects node1..nodeN (best effort; says what failed unless quiet). */
+void cluster_k8s_delete_nodes(const char *kubeconfig, int nodes, bool quiet);
 int cmd_run(struct cli *c, int argc, char **argv);
 int cmd_get(struct cli *c, int argc, char **argv);
 int cmd_migrate(struct cli *c, int argc, char **argv);

@@ -125,8 +125,13 @@ static int cluster_down(bool quiet)
 	/* Node daemons first: on SIGTERM they delete their pods. */
 	const cJSON *pids = cJSON_GetObjectItem(state, "node_pids");
 	const cJSON *p;
+	/* Kubernetes mode: the proxy removes its service table on SIGTERM. */
+	stop_pid((pid_t)myce_json_num(state, "proxy_pid", 0), "myce-proxy", 5000);
 	cJSON_ArrayForEach(p, pids)
 		stop_pid((pid_t)p->valuedouble, "myce-node", 10000);
+	const char *kubeconfig = myce_json_str(state, "kubeconfig");
+	if (kubeconfig)
+		cluster_k8s_delete_nodes(kubeconfig, cJSON_GetArraySize(pids), quiet);
 	stop_pid((pid_t)myce_json_num(state, "coordinator_pid", 0), "myce-coordinator", 5000);
 	cJSON_ArrayForEach(p, cJSON_GetObjectItem(state, "link_pids"))
 		stop_pid((pid_t)p->valuedouble, "myce-link", 2000);
@@ -163,6 +168,8 @@ static int cluster_down(bool quiet)
 	if (access("/sys/class/net/" MYCE_BRIDGE, F_OK) == 0)
 		MYCE_CMD_TRY("ip", "link", "del", MYCE_BRIDGE);
 	MYCE_CMD_TRY("nft", "delete", "table", "ip", MYCE_SVC_TABLE);
+	if (kubeconfig)
+		MYCE_CMD_TRY("nft", "delete", "table", "ip", MYCE_K8S_SVC_TABLE);
 	MYCE_CMD_TRY("ip", "route", "del", "unreachable", MYCE_POD_NET);
 	const char *fwd = myce_json_str(state, "ip_forward_before");
 	if (fwd)
@@ -367,7 +374,9 @@ static int wait_coordinator(struct cli *c, struct myce_error **err)
 	return 0;
 }
 
-static pid_t start_node(struct cli *c, int i, struct myce_error **err)
+/* Kubernetes mode: the daemon starts in the host's namespace, where the API
+ * server is reachable, and moves itself into its node's (--netns). */
+static pid_t start_node(struct cli *c, int i, const char *kubeconfig, struct myce_error **err)
 {
 	_cleanup_free_ char *dir = myce_exe_dir();
 	_cleanup_free_ char *bin = xasprintf("%s/myce-node", dir);
@@ -375,12 +384,27 @@ static pid_t start_node(struct cli *c, int i, struct myce_error **err)
 	_cleanup_free_ char *name = myce_node_name(i);
 	_cleanup_free_ char *ns = myce_node_netns(i);
 	_cleanup_free_ char *log = xasprintf(MYCE_RUN_DIR "/logs/%s.log", name);
-	char *argv[] = {bin, "--name", name, "--coordinator", c->coord_url, "--token-file", tokpath, NULL, NULL, NULL};
+	char *argv[16] = {bin, "--name", name, "--coordinator", c->coord_url, "--token-file", tokpath};
+	int k = 7;
 	if (c->ca_file) {
-		argv[7] = "--ca";
-		argv[8] = c->ca_file;
+		argv[k++] = "--ca";
+		argv[k++] = c->ca_file;
 	}
-	return start_daemon(argv, ns, log, err);
+	if (kubeconfig) {
+		argv[k++] = "--kubeconfig";
+		argv[k++] = (char *)kubeconfig;
+		argv[k++] = "--netns";
+		argv[k++] = ns;
+	}
+	return start_daemon(argv, kubeconfig ? NULL : ns, log, err);
+}
+
+static pid_t start_proxy(const char *kubeconfig, struct myce_error **err)
+{
+	_cleanup_free_ char *dir = myce_exe_dir();
+	_cleanup_free_ char *bin = xasprintf("%s/myce-proxy", dir);
+	char *argv[] = {bin, "--kubeconfig", (char *)kubeconfig, "--table", MYCE_K8S_SVC_TABLE, NULL};
+	return start_daemon(argv, NULL, MYCE_RUN_DIR "/logs/proxy.log", err);
 }
 
 /* The cluster exists: restart whichever daemon is not running (a crashed or
@@ -388,6 +412,7 @@ static pid_t start_node(struct cli *c, int i, struct myce_error **err)
 static int cluster_repair(struct cli *c, cJSON *state, struct myce_error **err)
 {
 	int restarted = 0;
+	const char *kubeconfig = myce_json_str(state, "kubeconfig");
 	if (!myce_pid_runs((pid_t)myce_json_num(state, "coordinator_pid", 0), "myce-coordinator")) {
 		pid_t p = start_coordinator(myce_json_num(state, "rate_mbit", 0), err);
 		if (p < 0 || wait_coordinator(c, err) < 0)
@@ -401,11 +426,20 @@ static int cluster_repair(struct cli *c, cJSON *state, struct myce_error **err)
 		cJSON *pj = cJSON_GetArrayItem(np, i - 1);
 		if (myce_pid_runs((pid_t)pj->valuedouble, "myce-node"))
 			continue;
-		pid_t p = start_node(c, i, err);
+		pid_t p = start_node(c, i, kubeconfig, err);
 		if (p < 0)
 			return -1;
 		cJSON_SetNumberValue(pj, p);
 		printf("cluster up: restarted the node daemon of node%d (pid %d)\n", i, (int)p);
+		restarted++;
+	}
+	if (kubeconfig && !myce_pid_runs((pid_t)myce_json_num(state, "proxy_pid", 0), "myce-proxy")) {
+		pid_t p = start_proxy(kubeconfig, err);
+		if (p < 0)
+			return -1;
+		cJSON_DeleteItemFromObject(state, "proxy_pid");
+		cJSON_AddNumberToObject(state, "proxy_pid", p);
+		printf("cluster up: restarted the service proxy (pid %d)\n", (int)p);
 		restarted++;
 	}
 	_cleanup_free_ char *text = cJSON_Print(state);
@@ -417,7 +451,8 @@ static int cluster_repair(struct cli *c, cJSON *state, struct myce_error **err)
 	return 0;
 }
 
-static int cluster_create(struct cli *c, int nodes, double mbit, int delay_ms, bool tls, struct myce_error **err)
+static int cluster_create(struct cli *c, int nodes, double mbit, int delay_ms, bool tls, const char *kubeconfig,
+			  struct myce_error **err)
 {
 	bool netem = delay_ms > 0 && have_netem();
 	if (myce_mkdir_p(MYCE_RUN_DIR "/logs", 0700) < 0 || myce_mkdir_p(MYCE_RUN_DIR "/pods", 0700) < 0)
@@ -451,6 +486,8 @@ static int cluster_create(struct cli *c, int nodes, double mbit, int delay_ms, b
 	cJSON_AddNumberToObject(state, "rate_mbit", mbit);
 	cJSON_AddNumberToObject(state, "delay_ms", delay_ms);
 	cJSON_AddBoolToObject(state, "tls", tls);
+	if (kubeconfig)
+		cJSON_AddStringToObject(state, "kubeconfig", kubeconfig);
 	cJSON_AddBoolToObject(state, "delay_emulated", true); /* netem or myce-link */
 	cJSON_AddStringToObject(state, "delay_emulation",
 				delay_ms == 0 ? "none" : netem ? "netem" : "myce-link (userspace, no netem in this kernel)");
@@ -493,14 +530,22 @@ static int cluster_create(struct cli *c, int nodes, double mbit, int delay_ms, b
 	if (wait_coordinator(c, err) < 0)
 		return -1;
 	for (int i = 1; i <= nodes; i++) {
-		pid_t p = start_node(c, i, err);
+		pid_t p = start_node(c, i, kubeconfig, err);
 		if (p < 0)
 			return -1;
 		cJSON_AddItemToArray(np, cJSON_CreateNumber(p));
 	}
+	if (kubeconfig) {
+		pid_t p = start_proxy(kubeconfig, err);
+		if (p < 0)
+			return -1;
+		cJSON_AddNumberToObject(state, "proxy_pid", p);
+	}
 	_cleanup_free_ char *st2 = cJSON_Print(state);
 	myce_write_file_atomic(CLUSTER_FILE, st2, strlen(st2), 0600);
 	if (wait_nodes(c, nodes, err) < 0)
+		return -1;
+	if (kubeconfig && cluster_k8s_wait_nodes(kubeconfig, nodes, err) < 0)
 		return -1;
 	if (c->json) {
 		cli_print_json(state);
@@ -513,13 +558,16 @@ static int cluster_create(struct cli *c, int nodes, double mbit, int delay_ms, b
 		if (delay_ms > 0)
 			printf(netem ? ", %d ms one-way delay (netem)" : ", %d ms one-way delay (myce-link: no netem in this kernel)",
 			       delay_ms);
-		printf("; coordinator %s\n", c->coord_url);
+		printf("; coordinator %s", c->coord_url);
+		if (kubeconfig)
+			printf("; Kubernetes mode (%d Ready nodes, service proxy)", nodes);
+		printf("\n");
 	}
 	return 0;
 }
 
 
-static int cluster_up(struct cli *c, int nodes, double mbit, int delay_ms, bool tls)
+static int cluster_up(struct cli *c, int nodes, double mbit, int delay_ms, bool tls, const char *kubeconfig_arg)
 {
 	if (geteuid() != 0)
 		return cli_fail("cluster up: must run as root (network namespaces, nftables, CRIU)");
@@ -527,6 +575,10 @@ static int cluster_up(struct cli *c, int nodes, double mbit, int delay_ms, bool 
 	if (access(myce_ckpt_binary(), X_OK) < 0)
 		return cli_fail("cluster up: CRIU not found at %s (run: make setup)", myce_ckpt_binary());
 	if (myce_ckpt_check(&e) < 0)
+		return cli_fail("cluster up: %s", myce_error_msg(e));
+	/* Bad input changes nothing: the API must answer before we build. */
+	_cleanup_free_ char *kubeconfig = NULL;
+	if (kubeconfig_arg && cluster_k8s_check(kubeconfig_arg, &kubeconfig, &e) < 0)
 		return cli_fail("cluster up: %s", myce_error_msg(e));
 	_cleanup_free_ char *text = myce_read_file(CLUSTER_FILE, NULL);
 	_cleanup_json_ cJSON *state = text ? cJSON_Parse(text) : NULL;
@@ -541,7 +593,7 @@ static int cluster_up(struct cli *c, int nodes, double mbit, int delay_ms, bool 
 		cluster_down(true);
 	if (check_addresses(&e) < 0)
 		return cli_fail("cluster up: %s", myce_error_msg(e));
-	if (cluster_create(c, nodes, mbit, delay_ms, tls, &e) < 0) {
+	if (cluster_create(c, nodes, mbit, delay_ms, tls, kubeconfig, &e) < 0) {
 		cli_fail("cluster up: %s", myce_error_msg(e));
 		cluster_down(true);
 		return 1;
@@ -552,7 +604,8 @@ static int cluster_up(struct cli *c, int nodes, double mbit, int delay_ms, bool 
 int cmd_cluster(struct cli *c, int argc, char **argv)
 {
 	if (argc < 2)
-		return cli_fail("usage: mycectl cluster up [--nodes N] [--rate MBIT] [--delay MS] [--no-tls] | cluster down");
+		return cli_fail("usage: mycectl cluster up [--nodes N] [--rate MBIT] [--delay MS] [--no-tls] [--kubeconfig FILE]"
+				" | cluster down");
 	if (!strcmp(argv[1], "down")) {
 		if (geteuid() != 0)
 			return cli_fail("cluster down: must run as root");
@@ -563,6 +616,7 @@ int cmd_cluster(struct cli *c, int argc, char **argv)
 	int nodes = 3, delay = 10;
 	double mbit = 10;
 	bool tls = true;
+	const char *kubeconfig = NULL;
 	for (int i = 2; i < argc; i++) {
 		char *end = NULL;
 		if (!strcmp(argv[i], "--nodes") && i + 1 < argc) {
@@ -579,9 +633,11 @@ int cmd_cluster(struct cli *c, int argc, char **argv)
 				return cli_fail("cluster up: --delay is the one-way delay in ms");
 		} else if (!strcmp(argv[i], "--no-tls")) {
 			tls = false;
+		} else if (!strcmp(argv[i], "--kubeconfig") && i + 1 < argc) {
+			kubeconfig = argv[++i];
 		} else {
 			return cli_fail("cluster up: unexpected argument %s", argv[i]);
 		}
 	}
-	return cluster_up(c, nodes, mbit, delay, tls);
+	return cluster_up(c, nodes, mbit, delay, tls, kubeconfig);
 }

@@ -7,7 +7,9 @@
 #include "config.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <getopt.h>
+#include <sched.h>
 #include <signal.h>
 #include <string.h>
 #include <sys/prctl.h>
@@ -114,12 +116,14 @@ static int register_node(struct node *n, struct myce_error **err)
 int main(int argc, char **argv)
 {
 	struct node n = {.carry_max_s = 3600};
-	const char *token_file = NULL;
+	const char *token_file = NULL, *kubeconfig = NULL, *netns = NULL;
 	static const struct option opts[] = {{"name", required_argument, 0, 'n'},
 					     {"coordinator", required_argument, 0, 'c'},
 					     {"token-file", required_argument, 0, 't'},
 					     {"carry-max-s", required_argument, 0, 'm'},
 					     {"ca", required_argument, 0, 'a'},
+					     {"kubeconfig", required_argument, 0, 'k'},
+					     {"netns", required_argument, 0, 'N'},
 					     {0, 0, 0, 0}};
 	int c;
 	while ((c = getopt_long(argc, argv, "", opts, NULL)) != -1) {
@@ -129,15 +133,31 @@ int main(int argc, char **argv)
 		case 't': token_file = optarg; break;
 		case 'm': n.carry_max_s = atof(optarg); break;
 		case 'a': n.ca_file = optarg; break;
+		case 'k': kubeconfig = optarg; break;
+		case 'N': netns = optarg; break;
 		default: return 2;
 		}
 	}
 	if (!n.name || !n.coord_url || !token_file || (n.idx = myce_node_index(n.name)) < 0) {
-		fprintf(stderr, "usage: myce-node --name nodeN --coordinator URL --token-file F [--ca FILE] [--carry-max-s S]\n");
+		fprintf(stderr, "usage: myce-node --name nodeN --coordinator URL --token-file F [--ca FILE] [--carry-max-s S]"
+				" [--kubeconfig FILE [--netns NAME]]\n");
 		return 2;
 	}
 	myce_log_init(n.name, MYCE_LOG_INFO);
 	_cleanup_error_ struct myce_error *e = NULL;
+	/* --netns: started in the namespace where the API server is reachable
+	 * (the host's); keep that one for the Kubernetes client and move into
+	 * the node's before any thread exists (threads inherit it). */
+	_cleanup_close_ int api_ns = -1;
+	if (netns) {
+		api_ns = open("/proc/self/ns/net", O_RDONLY | O_CLOEXEC);
+		_cleanup_free_ char *path = xasprintf("/run/netns/%s", netns);
+		_cleanup_close_ int nfd = open(path, O_RDONLY | O_CLOEXEC);
+		if (api_ns < 0 || nfd < 0 || setns(nfd, CLONE_NEWNET) < 0) {
+			log_error("enter network namespace %s: %s", netns, strerror(errno));
+			return 1;
+		}
+	}
 	n.token = myce_token_load(token_file, &e);
 	if (!n.token) {
 		log_error("%s", myce_error_msg(e));
@@ -173,7 +193,15 @@ int main(int argc, char **argv)
 		if (myce_http_call_ca("GET", url, n.token, n.ca_file, NULL, 5000, &live, NULL) == 200)
 			pods_reconcile(&n, live);
 	}
-	log_info("node daemon %s up on %s (mycedrive %s)", n.name, listen, MYCE_VERSION);
+	struct kubelet *kubelet = NULL;
+	if (kubeconfig && kubelet_start(&n, kubeconfig, api_ns, &kubelet, &e) < 0) {
+		log_error("%s", myce_error_msg(e));
+		myce_http_server_free(srv);
+		pods_delete_all(&n);
+		return 1;
+	}
+	log_info("node daemon %s up on %s (mycedrive %s%s)", n.name, listen, MYCE_VERSION,
+		 kubeconfig ? ", Kubernetes mode" : "");
 	for (;;) {
 		siginfo_t si;
 		int s = sigwaitinfo(&sigs, &si);
@@ -186,6 +214,7 @@ int main(int argc, char **argv)
 			break;
 	}
 	log_info("shutting down: deleting pods");
+	kubelet_stop(kubelet);
 	myce_http_server_free(srv);
 	pods_delete_all(&n);
 	return 0;

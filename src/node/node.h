@@ -21,6 +21,8 @@ struct pod {
 	pid_t agent_pid;  /* in the node daemon's PID namespace; 0 once exited */
 	bool target;      /* created as a migration target */
 	int64_t active_since_us; /* serving since (start or restore); 0 = not yet */
+	char *k8s_pod;    /* Kubernetes mode: "namespace/name" of the Pod object, else NULL */
+	char *k8s_uid;    /* and its UID */
 	struct pod *next;
 };
 
@@ -91,5 +93,15 @@ int addrgc_start(struct node *n, struct myce_error **err);
 
 /* recv.c: the destination side: accepts streams on MYCE_STREAM_PORT. */
 int node_recv_start(struct node *n, struct myce_error **err);
+
+/* kubelet*.c: Kubernetes mode (--kubeconfig), a virtual kubelet for the
+ * embedded runtime.  A pod directory holding this file belongs to it. */
+#define MYCE_KUBELET_FILE "k8s.json"
+struct kubelet;
+/* api_ns: the network namespace from which the API server is reachable
+ * (-1: this daemon's own); the daemon's pods live in its current one. */
+int kubelet_start(struct node *n, const char *kubeconfig, int api_ns, struct kubelet **out, struct myce_error **err);
+/* Stops watching and renewing; pods keep running (pods_delete_all ends them). */
+void kubelet_stop(struct kubelet *k);
 
 #endif

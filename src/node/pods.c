@@ -42,6 +42,10 @@ cJSON *pod_to_json(const struct pod *p)
 	cJSON_AddItemToObject(o, "carried", cJSON_Duplicate(p->carried, true));
 	cJSON_AddNumberToObject(o, "agent_pid", p->agent_pid);
 	cJSON_AddBoolToObject(o, "running", p->agent_pid > 0);
+	if (p->k8s_pod) {
+		cJSON_AddStringToObject(o, "k8s_pod", p->k8s_pod);
+		cJSON_AddStringToObject(o, "k8s_uid", p->k8s_uid ? p->k8s_uid : "");
+	}
 	return o;
 }
 
@@ -51,6 +55,8 @@ static void pod_free(struct pod *p)
 		return;
 	free(p->app);
 	free(p->addr);
+	free(p->k8s_pod);
+	free(p->k8s_uid);
 	cJSON_Delete(p->carried);
 	free(p);
 }
@@ -120,8 +126,12 @@ static void pod_network_delete(long id)
  * unshares the others and forks PID 1 of the new PID namespace, which execs
  * the agent.  The node daemon is a child subreaper, so the agent becomes its
  * child when the intermediate process exits. */
-static int spawn_agent(struct node *n, struct pod *p, const cJSON *cmd, pid_t *out, struct myce_error **err)
+static int spawn_agent(struct node *n, struct pod *p, const cJSON *spec, pid_t *out, struct myce_error **err)
 {
+	const cJSON *cmd = cJSON_GetObjectItem(spec, "cmd");
+	const char *k8s_pod = myce_json_str(spec, "k8s_pod");
+	const char *workdir = myce_json_str(spec, "workdir");
+	const cJSON *env = cJSON_GetObjectItem(spec, "env");
 	_cleanup_free_ char *ns = myce_pod_netns(p->id);
 	_cleanup_free_ char *dir = myce_pod_dir(p->id);
 	_cleanup_free_ char *agent = xasprintf("%s/myce-agent", n->exe_dir);
@@ -148,10 +158,30 @@ static int spawn_agent(struct node *n, struct pod *p, const cJSON *cmd, pid_t *o
 		argv[k++] = "--ca";
 		argv[k++] = n->ca_file;
 	}
+	if (k8s_pod) {
+		argv[k++] = "--k8s-pod";
+		argv[k++] = (char *)k8s_pod;
+	}
+	if (workdir) {
+		argv[k++] = "--workdir";
+		argv[k++] = (char *)workdir;
+	}
 	argv[k++] = "--";
 	for (int i = 0; i < ncmd; i++)
 		argv[k++] = cJSON_GetArrayItem(cmd, i)->valuestring;
 	argv[k] = NULL;
+	/* The application inherits the agent's environment: the daemon's, plus
+	 * the pod's own variables (Kubernetes mode). */
+	extern char **environ;
+	size_t nenv = 0, nextra = (size_t)cJSON_GetArraySize(env);
+	while (environ[nenv])
+		nenv++;
+	_cleanup_free_ char **envp = xzalloc(sizeof(char *) * (nenv + nextra + 1));
+	memcpy(envp, environ, sizeof(char *) * nenv);
+	const cJSON *ev;
+	cJSON_ArrayForEach(ev, env)
+		if (cJSON_IsString(ev))
+			envp[nenv++] = ev->valuestring;
 
 	_cleanup_close_ int nsfd = myce_netns_open(ns, err);
 	if (nsfd < 0)
@@ -186,7 +216,7 @@ static int spawn_agent(struct node *n, struct pod *p, const cJSON *cmd, pid_t *o
 			dup2(nul, 0);
 			dup2(logfd, 1);
 			dup2(logfd, 2);
-			execv(argv[0], argv);
+			execve(argv[0], argv, envp);
 			_exit(127);
 		}
 		res[0] = g;
@@ -220,6 +250,9 @@ int pod_create(struct node *n, const cJSON *spec, struct pod **out, struct myce_
 	for (int i = 0; i < cJSON_GetArraySize(cmd); i++)
 		if (!cJSON_IsString(cJSON_GetArrayItem(cmd, i)))
 			return myce_error_set(err, EINVAL, "pod cmd must be an array of strings");
+	const cJSON *env = cJSON_GetObjectItem(spec, "env");
+	if (env && !cJSON_IsArray(env))
+		return myce_error_set(err, EINVAL, "pod env must be an array of \"NAME=value\" strings");
 	pthread_mutex_lock(&n->lock);
 	bool exists = pod_find(n, id) != NULL;
 	pthread_mutex_unlock(&n->lock);
@@ -233,6 +266,10 @@ int pod_create(struct node *n, const cJSON *spec, struct pod **out, struct myce_
 	const cJSON *carried = cJSON_GetObjectItem(spec, "carried");
 	p->carried = cJSON_IsArray(carried) ? cJSON_Duplicate(carried, true) : cJSON_CreateArray();
 	p->target = myce_json_bool(spec, "target", false);
+	if (myce_json_str(spec, "k8s_pod")) {
+		p->k8s_pod = xstrdup(myce_json_str(spec, "k8s_pod"));
+		p->k8s_uid = xstrdup(myce_json_str(spec, "k8s_uid"));
+	}
 
 	_cleanup_free_ char *dir = myce_pod_dir(id);
 	myce_rm_rf(dir);
@@ -248,7 +285,7 @@ int pod_create(struct node *n, const cJSON *spec, struct pod **out, struct myce_
 	n->pods = p;
 	pthread_mutex_unlock(&n->lock);
 	pid_t pid;
-	if (spawn_agent(n, p, cmd, &pid, err) < 0) {
+	if (spawn_agent(n, p, spec, &pid, err) < 0) {
 		pod_delete(n, id, NULL);
 		return myce_error_wrap(err, "pod %ld", id);
 	}
@@ -366,6 +403,9 @@ void pods_reconcile(struct node *n, const cJSON *live)
 		if (*end || end == de->d_name)
 			continue;
 		_cleanup_free_ char *path = xasprintf(MYCE_RUN_DIR "/pods/%ld/pod.json", id);
+		_cleanup_free_ char *kpath = xasprintf(MYCE_RUN_DIR "/pods/%ld/" MYCE_KUBELET_FILE, id);
+		if (access(kpath, F_OK) == 0)
+			continue; /* a Kubernetes pod: the kubelet adopts or removes it */
 		_cleanup_free_ char *text = myce_read_file(path, NULL);
 		_cleanup_json_ cJSON *j = text ? cJSON_Parse(text) : NULL;
 		const char *node = myce_json_str(j, "node");

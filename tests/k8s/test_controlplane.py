@@ -8,7 +8,7 @@ import uuid
 
 import pytest
 
-from conftest import ENV, REPO, SCRIPT, STATE, wait_until
+from k8senv import ENV, REPO, SCRIPT, STATE, wait_until
 
 SERVICE_RANGE = ipaddress.ip_network("10.96.0.0/24")
 
