@@ -14,11 +14,12 @@
 int main(int argc, char **argv)
 {
 	struct coord c = {.zstd_level = 1};
-	const char *db = MYCE_RUN_DIR "/coordinator.db", *token_file = NULL;
+	const char *db = MYCE_RUN_DIR "/coordinator.db", *token_file = NULL, *kubeconfig = NULL;
 	static const struct option opts[] = {{"listen", required_argument, 0, 'l'},
 					     {"db", required_argument, 0, 'd'},
 					     {"token-file", required_argument, 0, 't'},
 					     {"zstd-level", required_argument, 0, 'z'},
+					     {"kubeconfig", required_argument, 0, 'k'},
 					     {0, 0, 0, 0}};
 	int o;
 	while ((o = getopt_long(argc, argv, "", opts, NULL)) != -1) {
@@ -27,11 +28,13 @@ int main(int argc, char **argv)
 		case 'd': db = optarg; break;
 		case 't': token_file = optarg; break;
 		case 'z': c.zstd_level = atoi(optarg); break;
+		case 'k': kubeconfig = optarg; break;
 		default: return 2;
 		}
 	}
 	if (!c.listen || !token_file) {
-		fprintf(stderr, "usage: myce-coordinator --listen IP:PORT --token-file F [--db PATH] [--zstd-level N]\n");
+		fprintf(stderr, "usage: myce-coordinator --listen IP:PORT --token-file F [--db PATH] [--zstd-level N]"
+				" [--kubeconfig FILE]\n");
 		return 2;
 	}
 	myce_log_init("coordinator", MYCE_LOG_INFO);
@@ -39,6 +42,11 @@ int main(int argc, char **argv)
 	c.token = myce_token_load(token_file, &e);
 	pthread_mutex_init(&c.lock, NULL);
 	pthread_cond_init(&c.changed, NULL);
+	/* Kubernetes mode: a bad kubeconfig is refused before anything changes. */
+	if (kubeconfig && myce_k8s_new(kubeconfig, &c.k8s, &e) < 0) {
+		log_error("kubeconfig %s: %s", kubeconfig, myce_error_msg(e));
+		return 1;
+	}
 	if (!c.token || db_open(&c, db, &e) < 0 || net_services_init(&c, &e) < 0) {
 		log_error("%s", myce_error_msg(e));
 		return 1;
@@ -54,7 +62,8 @@ int main(int argc, char **argv)
 		log_error("%s", myce_error_msg(e));
 		return 1;
 	}
-	log_info("coordinator up on %s (mycedrive %s, db %s)", c.listen, MYCE_VERSION, db);
+	log_info("coordinator up on %s (mycedrive %s, db %s%s)", c.listen, MYCE_VERSION, db,
+		 c.k8s ? ", Kubernetes mode" : "");
 	int inflight = mig_recover(&c);
 	if (inflight)
 		log_info("recovering %d migration(s) left in flight", inflight);
@@ -65,5 +74,6 @@ int main(int argc, char **argv)
 	pthread_mutex_lock(&c.lock);
 	sqlite3_close(c.db);
 	free(c.token);
+	myce_k8s_free(c.k8s);
 	return 0;
 }
