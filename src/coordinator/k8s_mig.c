@@ -216,6 +216,13 @@ static void commit(struct kmig *m, const cJSON *res)
 	pthread_mutex_unlock(&c->lock);
 	mig_crash_point("crash-in-handover");
 	_cleanup_error_ struct myce_error *e = NULL;
+	/* The routes point at the destination: S's network lock now only cuts
+	 * S off, and its preStop hook must reach us. */
+	_cleanup_free_ char *unlock = xasprintf("/v1/pods/%ld/unlock", m->src_local);
+	int st = node_call(c, m->src_node, "POST", unlock, NULL, 10000, NULL, &e);
+	if (st != 200 && st != 404)
+		log_warn("migration %ld: network lock of the source pod: %s", m->id, myce_error_msg(e));
+	myce_error_freep(&e);
 	_cleanup_json_ cJSON *r = res ? cJSON_Duplicate(res, true) : cJSON_CreateObject();
 	/* Past the commit point the application serves from T: the hand-over
 	 * is retried, never undone. */
