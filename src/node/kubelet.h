@@ -83,6 +83,10 @@ int kl_exec_in_pod(pid_t agent_pid, const cJSON *argv, const cJSON *env, const c
  * checkpoint (no mycedrive.io/migration label or no valid annotation). */
 #define MYCE_KL_ANN_CARRIED "mycedrive.io/carried"
 cJSON *kl_target_carried(const cJSON *obj);
+/* True when the pod's application was checkpointed away by a completed
+ * migration (asked of the coordinator's `remove`, from the node): its
+ * deletion then skips the preStop hook. */
+bool kl_migrated_away(struct kl_worker *w, const char *container);
 
 /* kubelet_node.c */
 int kl_node_register(struct kubelet *k, struct myce_error **err);

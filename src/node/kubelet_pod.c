@@ -295,7 +295,7 @@ static void terminate(struct kl_worker *w, const struct myce_kpod *kp)
 	int64_t deadline = t0 + (int64_t)kp->grace_s * 1000000;
 	log_info("pod %s/%s: deleting (grace period %d s)", w->ns, w->name, kp->grace_s);
 	pid_t pid = w->local.id >= 0 ? agent_pid(w) : 0;
-	if (pid > 0 && kp->prestop) {
+	if (pid > 0 && kp->prestop && !kl_migrated_away(w, kp->container)) {
 		_cleanup_free_ char *dir = myce_pod_dir(w->local.id);
 		_cleanup_free_ char *logpath = xasprintf("%s/agent.log", dir);
 		int status = -1;
