@@ -62,9 +62,11 @@ static int do_register(struct agent *a, struct myce_error **err)
 	_cleanup_json_ cJSON *body = cJSON_CreateObject();
 	/* A pod of the Kubernetes API is known to the coordinator by its name,
 	 * not by a pod id the coordinator gave it. */
-	if (a->k8s_pod)
+	if (a->k8s_pod) {
 		cJSON_AddStringToObject(body, "pod", a->k8s_pod);
-	else
+		/* The node's local pod id: what the coordinator asks the node for. */
+		cJSON_AddNumberToObject(body, "local_id", (double)a->pod_id);
+	} else
 		cJSON_AddNumberToObject(body, "pod_id", (double)a->pod_id);
 	cJSON_AddStringToObject(body, "container", a->app);
 	cJSON_AddStringToObject(body, "node", a->node);
@@ -76,6 +78,8 @@ static int do_register(struct agent *a, struct myce_error **err)
 		if (st == 200) {
 			const char *role = myce_json_str(out, "role");
 			a->role = xstrdup(role ? role : "start");
+			if (cJSON_GetObjectItem(out, "migration_id"))
+				log_info("pod %ld: target of migration %.0f", a->pod_id, myce_json_num(out, "migration_id", -1));
 			return 0;
 		}
 		if (st >= 400 || attempt >= 100)

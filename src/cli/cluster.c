@@ -346,7 +346,9 @@ static int wait_nodes(struct cli *c, int n, struct myce_error **err)
 	return myce_error_set(err, ETIMEDOUT, "node daemons did not come up within 15 s (see %s/logs)", MYCE_RUN_DIR);
 }
 
-static pid_t start_coordinator(double mbit, struct myce_error **err)
+/* Kubernetes mode (kubeconfig not NULL): the coordinator migrates pods of
+ * the API by name through the real controllers. */
+static pid_t start_coordinator(double mbit, const char *kubeconfig, struct myce_error **err)
 {
 	_cleanup_free_ char *dir = myce_exe_dir();
 	_cleanup_free_ char *bin = xasprintf("%s/myce-coordinator", dir);
@@ -355,12 +357,17 @@ static pid_t start_coordinator(double mbit, struct myce_error **err)
 	/* Fast links: storing beats compressing; slow links: compress. */
 	_cleanup_free_ char *level = xasprintf("%d", mbit <= 0 ? 0 : mbit >= 100 ? 1 : 3);
 	char *argv[] = {bin, "--listen", listen, "--token-file", tokpath, "--db", MYCE_RUN_DIR "/coordinator.db",
-			"--zstd-level", level, NULL, NULL, NULL, NULL, NULL};
+			"--zstd-level", level, NULL, NULL, NULL, NULL, NULL, NULL, NULL};
+	int k = 9;
 	if (access(MYCE_TLS_CERT, R_OK) == 0) {
-		argv[9] = "--tls-cert";
-		argv[10] = MYCE_TLS_CERT;
-		argv[11] = "--tls-key";
-		argv[12] = MYCE_TLS_KEY;
+		argv[k++] = "--tls-cert";
+		argv[k++] = MYCE_TLS_CERT;
+		argv[k++] = "--tls-key";
+		argv[k++] = MYCE_TLS_KEY;
+	}
+	if (kubeconfig) {
+		argv[k++] = "--kubeconfig";
+		argv[k++] = (char *)kubeconfig;
 	}
 	return start_daemon(argv, NULL, MYCE_RUN_DIR "/logs/coordinator.log", err);
 }
@@ -414,7 +421,7 @@ static int cluster_repair(struct cli *c, cJSON *state, struct myce_error **err)
 	int restarted = 0;
 	const char *kubeconfig = myce_json_str(state, "kubeconfig");
 	if (!myce_pid_runs((pid_t)myce_json_num(state, "coordinator_pid", 0), "myce-coordinator")) {
-		pid_t p = start_coordinator(myce_json_num(state, "rate_mbit", 0), err);
+		pid_t p = start_coordinator(myce_json_num(state, "rate_mbit", 0), kubeconfig, err);
 		if (p < 0 || wait_coordinator(c, err) < 0)
 			return -1;
 		cJSON_ReplaceItemInObject(state, "coordinator_pid", cJSON_CreateNumber(p));
@@ -520,7 +527,7 @@ static int cluster_create(struct cli *c, int nodes, double mbit, int delay_ms, b
 			return -1;
 	}
 
-	pid_t cp = start_coordinator(mbit, err);
+	pid_t cp = start_coordinator(mbit, kubeconfig, err);
 	if (cp < 0)
 		return -1;
 	cJSON_AddNumberToObject(state, "coordinator_pid", cp);

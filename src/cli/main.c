@@ -59,7 +59,7 @@ static const struct {
 	{"cluster", cmd_cluster, "cluster up [--nodes N] [--rate MBIT] [--delay MS] [--no-tls] | cluster down"},
 	{"run", cmd_run, "run NAME --node NODE --port PORT -- CMD [ARGS...]"},
 	{"get", cmd_get, "get nodes|pods|services|apps|migrations [ID] [-o json]"},
-	{"migrate", cmd_migrate, "migrate NAME --to NODE [--mode auto|live|precopy|stop-and-copy|redeploy] [-o json]"},
+	{"migrate", cmd_migrate, "migrate NAME|pod/NAME [-n NS] --to NODE [--mode auto|live|precopy|stop-and-copy|redeploy] [-o json]"},
 	{"delete", cmd_delete, "delete NAME"},
 };
 

@@ -78,6 +78,8 @@ static void handler(void *ctx, const struct myce_http_req *req, struct myce_http
 			return node_send(n, id, req->body, resp);
 		if (!strcmp(rest, "/restore") && !strcmp(m, "POST"))
 			return node_restore_local(n, id, resp);
+		if (!strcmp(rest, "/unlock") && !strcmp(m, "POST"))
+			return node_unlock(n, id, resp);
 	}
 	if (path_id(path, "/v1/migrations/", &id, &rest) && !*rest && !strcmp(m, "GET")) {
 		resp->json = node_send_record(n, id);

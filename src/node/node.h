@@ -83,6 +83,10 @@ cJSON *node_transfer_get(struct node *n, long migration_id);
 /* {"state": "running"|"done", "result": {...}} or NULL when unknown. */
 cJSON *node_send_record(struct node *n, long migration_id);
 
+/* unlock.c: removes CRIU's network lock from a source pod whose
+ * application moved away (POST /v1/pods/{id}/unlock). */
+void node_unlock(struct node *n, long pod_id, struct myce_http_resp *resp);
+
 /* fault.c: test-only fault injection (MYCE_FAULT). */
 bool fault_fire(struct node *n, const char *name);
 /* Returns a descriptor that relays to fd, flipping the byte at flip_at. */
