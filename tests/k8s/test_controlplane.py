@@ -145,3 +145,17 @@ def test_up_refuses_without_the_session_lock(controlplane, tmp_path):
     assert p.returncode != 0
     assert "hold an exclusive flock" in p.stderr
     assert not state.exists()
+
+
+def test_down_refuses_without_the_session_lock(controlplane, tmp_path):
+    """Another session's control plane is not stopped by a caller without the
+    lock: the error says so and the state stays."""
+    state = tmp_path / "state"
+    (state / "pids").mkdir(parents=True)
+    p = subprocess.run(["bash", str(SCRIPT), "down"], capture_output=True, text=True, timeout=60,
+                       env={"PATH": "/usr/sbin:/usr/bin:/sbin:/bin",
+                            "MYCE_K8S_LOCK": str(tmp_path / "unheld.lock"),
+                            "MYCE_K8S_STATE_DIR": str(state)})
+    assert p.returncode != 0
+    assert "hold an exclusive flock" in p.stderr
+    assert (state / "pids").is_dir()
