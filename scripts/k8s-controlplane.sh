@@ -440,7 +440,7 @@ cmd_up() {
     chmod 700 "$STATE"
     # From here any failure (or a signal) stops whatever was started and
     # removes the state: nothing is left half up.
-    trap 'stop_all' EXIT
+    trap 'rc=$?; stop_all; [[ $rc == 0 ]] || say "up failed (exit $rc): stopped what was started; logs in $LAST_LOGS"' EXIT
     trap 'say "interrupted: stopping what was started"; exit 130' INT TERM
     make_pki
     make_kubeconfigs
