@@ -28,9 +28,9 @@ check-e2e: build
 # The Kubernetes-mode tests against a real control plane (docs/k8s-controlplane.md).
 # The first run builds Kubernetes from the Go module proxy (long); later runs
 # use the cache in /var/cache/mycedrive/k8s.
-check-k8s: setup
+check-k8s: build
 	@bash scripts/k8s-controlplane.sh build
-	@python3 -m pytest -q -p no:cacheprovider tests/k8s
+	@MYCE_BUILD_DIR=$(BUILD) python3 -m pytest -q -p no:cacheprovider tests/k8s
 
 bench: build
 	@MYCE_BUILD_DIR=$(BUILD) bash bench/run.sh $(BENCH_ARGS)

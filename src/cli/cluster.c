@@ -41,6 +41,13 @@ static char *read_trim(const char *path)
 
 /* Starts a daemon detached from us (own session, output to a log file),
  * optionally inside a network namespace.  Returns its PID. */
+/* The coordinator's program: Kubernetes mode is its own build (no libcurl in
+ * the embedded one, see src/coordinator/k8s_off.c). */
+static const char *coord_exe(const char *kubeconfig)
+{
+	return kubeconfig ? "myce-coordinator-k8s" : "myce-coordinator";
+}
+
 static pid_t start_daemon(char *const argv[], const char *netns, const char *log, struct myce_error **err)
 {
 	_cleanup_close_ int nsfd = netns ? myce_netns_open(netns, err) : -1;
@@ -132,7 +139,7 @@ static int cluster_down(bool quiet)
 	const char *kubeconfig = myce_json_str(state, "kubeconfig");
 	if (kubeconfig)
 		cluster_k8s_delete_nodes(kubeconfig, cJSON_GetArraySize(pids), quiet);
-	stop_pid((pid_t)myce_json_num(state, "coordinator_pid", 0), "myce-coordinator", 5000);
+	stop_pid((pid_t)myce_json_num(state, "coordinator_pid", 0), coord_exe(kubeconfig), 5000);
 	cJSON_ArrayForEach(p, cJSON_GetObjectItem(state, "link_pids"))
 		stop_pid((pid_t)p->valuedouble, "myce-link", 2000);
 
@@ -351,7 +358,7 @@ static int wait_nodes(struct cli *c, int n, struct myce_error **err)
 static pid_t start_coordinator(double mbit, const char *kubeconfig, struct myce_error **err)
 {
 	_cleanup_free_ char *dir = myce_exe_dir();
-	_cleanup_free_ char *bin = xasprintf("%s/myce-coordinator", dir);
+	_cleanup_free_ char *bin = xasprintf("%s/%s", dir, coord_exe(kubeconfig));
 	_cleanup_free_ char *tokpath = myce_token_path();
 	_cleanup_free_ char *listen = xasprintf("%s:%d", MYCE_BRIDGE_IP, MYCE_COORD_PORT);
 	/* Fast links: storing beats compressing; slow links: compress. */
@@ -420,7 +427,7 @@ static int cluster_repair(struct cli *c, cJSON *state, struct myce_error **err)
 {
 	int restarted = 0;
 	const char *kubeconfig = myce_json_str(state, "kubeconfig");
-	if (!myce_pid_runs((pid_t)myce_json_num(state, "coordinator_pid", 0), "myce-coordinator")) {
+	if (!myce_pid_runs((pid_t)myce_json_num(state, "coordinator_pid", 0), coord_exe(kubeconfig))) {
 		pid_t p = start_coordinator(myce_json_num(state, "rate_mbit", 0), kubeconfig, err);
 		if (p < 0 || wait_coordinator(c, err) < 0)
 			return -1;

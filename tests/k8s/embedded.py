@@ -21,7 +21,7 @@ if not BUILD.is_absolute():
 CTL = BUILD / "mycectl"
 RUN_DIR = Path("/run/mycedrive")
 CLUSTER_LOCK = "/run/lock/mycedrive-cluster.lock"
-OUR_PROGRAMS = ("myce-node", "myce-agent", "myce-coordinator", "myce-link", "myce-proxy")
+OUR_PROGRAMS = ("myce-node", "myce-agent", "myce-coordinator", "myce-coordinator-k8s", "myce-link", "myce-proxy")
 
 
 def ctl(*args, check=True, timeout=300, env=None):
@@ -71,8 +71,9 @@ class Embedded:
         return self.state["node_pids"][int(node[4:]) - 1]
 
     def repair(self):
-        return ctl("cluster", "up", "--nodes", str(self.nodes), "--kubeconfig", str(self.kubeconfig))
+        p = ctl("cluster", "up", "--nodes", str(self.nodes), "--kubeconfig", str(self.kubeconfig))
         self.state = json.loads((RUN_DIR / "cluster.json").read_text())
+        return p
 
     def down(self):
         if RUN_DIR.exists():
@@ -117,7 +118,7 @@ def _embedded(c):
             left = leftovers()
             assert not left, f"cluster down left things behind: {left}"
             # The Node objects it registered are gone too (their Leases with them).
-            kubectl = Kubectl(controlplane)
+            kubectl = Kubectl(c.kubeconfig)
             nodes = [n["metadata"]["name"] for n in kubectl.json("get", "nodes")["items"]]
             assert not [n for n in nodes if n.startswith("node")], f"Node objects left: {nodes}"
         finally:
