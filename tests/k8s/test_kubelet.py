@@ -243,6 +243,50 @@ def test_grace_period_bounds_prestop_and_shutdown(embedded, kubectl, namespace):
     assert any(e["reason"] == "FailedPreStopHook" for e in events), [e["reason"] for e in events]
 
 
+def test_pods_that_end(embedded, kubectl, namespace):
+    """restartPolicy Never: an application that exits ends the pod, Succeeded
+    with code 0, Failed otherwise, with the exit code reported."""
+    ns = namespace
+    for name, code in (("ok", 0), ("bad", 4)):
+        pod = {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": name},
+               "spec": {"nodeName": "node1", "restartPolicy": "Never",
+                        "containers": [{"name": "c", "image": "busybox",
+                                        "command": ["sh", "-c", f"sleep 0.5; exit {code}"]}]}}
+        kubectl.run("-n", ns, "apply", "-f", "-", input=json.dumps(pod))
+    for name, code, phase in (("ok", 0, "Succeeded"), ("bad", 4, "Failed")):
+        got = wait_until(lambda: (lambda p: p if p["status"].get("phase") == phase else None)(
+            kubectl.json("-n", ns, "get", "pod", name)), 30, f"pod {name} to be {phase}")
+        cs = got["status"]["containerStatuses"][0]
+        assert cs["state"]["terminated"]["exitCode"] == code
+        assert cs["restartCount"] == 0 and not cs["ready"]
+        assert condition(got, "Ready")["status"] == "False"
+    kubectl.run("-n", ns, "delete", "pod", "ok", "bad")
+    wait_until(lambda: not os.listdir("/run/mycedrive/pods"), 10, "the local pods to be removed")
+
+
+def test_service_balances_over_ready_endpoints(embedded, kubectl, namespace):
+    """Two replicas: the proxy spreads new connections over both endpoints."""
+    ns, app = namespace, "web"
+    kubectl.run("-n", ns, "apply", "-f", "-", input=manifest(app, "/dev/null"))
+    kubectl.run("-n", ns, "scale", "deployment", app, "--replicas=2")
+    pods = wait_until(lambda: (lambda r: r if len(r) == 2 else None)(ready_pods(kubectl, ns, app)), 90,
+                      "two Ready replicas")
+    ips = sorted(p["status"]["podIP"] for p in pods)
+    wait_until(lambda: slice_ips(kubectl, ns, app) == ips, 30, "the EndpointSlice to hold both")
+    cluster_ip = kubectl.json("-n", ns, "get", "service", app)["spec"]["clusterIP"]
+    wait_until(lambda: all(nft_maps(cluster_ip, ip) for ip in ips), 30, "the proxy to map both endpoints")
+    # Each Redis has its own run_id: count the distinct ones the service reaches.
+    seen = set()
+    for _ in range(40):
+        info = redis_try(cluster_ip, 6379, "INFO", "server") or ""
+        seen |= {l.split(":", 1)[1].strip() for l in info.splitlines() if l.startswith("run_id:")}
+        if len(seen) == 2:
+            break
+    assert len(seen) == 2, f"the service reached {len(seen)} of 2 replicas"
+    kubectl.run("-n", ns, "delete", "deployment,service", app, "--wait=false")
+    wait_until(lambda: not kubectl.json("-n", ns, "get", "pods")["items"], 60, "the pods to be deleted")
+
+
 def _exe(pid):
     try:
         return os.path.basename(os.readlink(f"/proc/{pid}/exe"))
