@@ -32,6 +32,7 @@ struct agent {
 	const char *app, *node, *dir, *coord, *role;
 	const char *k8s_pod; /* "namespace/name" in Kubernetes mode, else NULL */
 	const char *workdir; /* the application's working directory, or NULL */
+	const char *hostname; /* the pod's host name (default: the app's name) */
 	char *token;
 	char **cmd;
 	int app_pid;
@@ -329,6 +330,7 @@ int main(int argc, char **argv)
 		{"node", required_argument, 0, 'n'},   {"dir", required_argument, 0, 'd'},
 		{"coordinator", required_argument, 0, 'c'}, {"token-file", required_argument, 0, 't'},
 		{"k8s-pod", required_argument, 0, 'k'}, {"workdir", required_argument, 0, 'w'},
+		{"hostname", required_argument, 0, 'H'},
 		{0, 0, 0, 0}};
 	int c;
 	while ((c = getopt_long(argc, argv, "+", opts, NULL)) != -1) {
@@ -341,12 +343,13 @@ int main(int argc, char **argv)
 		case 't': token_file = optarg; break;
 		case 'k': a.k8s_pod = optarg; break;
 		case 'w': a.workdir = optarg; break;
+		case 'H': a.hostname = optarg; break;
 		default: return 2;
 		}
 	}
 	if (a.pod_id < 0 || !a.app || !a.node || !a.dir || !a.coord || !token_file || optind >= argc) {
 		fprintf(stderr, "usage: myce-agent --pod-id N --app NAME --node NODE --dir DIR "
-				"--coordinator URL --token-file F [--k8s-pod NS/NAME] [--workdir DIR] -- CMD [ARGS...]\n");
+				"--coordinator URL --token-file F [--k8s-pod NS/NAME] [--workdir DIR] [--hostname H] -- CMD [ARGS...]\n");
 		return 2;
 	}
 	a.cmd = argv + optind;
@@ -369,7 +372,7 @@ int main(int argc, char **argv)
 	sigaddset(&a.sigs, SIGTERM);
 	sigaddset(&a.sigs, SIGINT);
 	sigprocmask(SIG_BLOCK, &a.sigs, NULL);
-	if (pod_mounts(a.app, &e) < 0) {
+	if (pod_mounts(a.hostname ? a.hostname : a.app, &e) < 0) {
 		log_error("pod %ld: %s", a.pod_id, myce_error_msg(e));
 		return 1;
 	}

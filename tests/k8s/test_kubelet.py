@@ -26,8 +26,8 @@ def manifest(name, prestop_log):
     # shows where it ran: $(POD_NAME) expanded by the kubelet, and the name of
     # PID 1 as the pod's own /proc shows it (the agent, in the pod's PID
     # namespace), and that the application still served when it ran.
-    hook = (f"echo \"prestop $(POD_NAME) pid1=$(cat /proc/1/comm) "
-            f"redis=$(redis-cli -p 6379 ping)\" >> {prestop_log}")
+    hook = (f"echo \"prestop $(POD_NAME) pid1=$(cat /proc/1/comm) host=$(hostname) "
+            f"agent=$(test -S $MYCE_AGENT_SOCK && echo ok) redis=$(redis-cli -p 6379 ping)\" >> {prestop_log}")
     return json.dumps({"apiVersion": "v1", "kind": "List", "items": [
         {"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": name},
          "spec": {"replicas": 1, "selector": {"matchLabels": {"app": name}},
@@ -128,7 +128,7 @@ def test_deployment_service_prestop_replacement(embedded, kubectl, namespace, tm
     kubectl.run("-n", ns, "delete", "pod", name, "--wait=false")
     wait_until(lambda: prestop_log.exists() and prestop_log.read_text().strip(), 15, "the preStop hook's side effect")
     timings["delete -> preStop ran"] = time.monotonic() - t0
-    assert prestop_log.read_text().strip() == f"prestop {name} pid1=myce-agent redis=PONG"
+    assert prestop_log.read_text().strip() == f"prestop {name} pid1=myce-agent host={name} agent=ok redis=PONG"
     wait_until(lambda: kubectl.run("-n", ns, "get", "pod", name, check=False).returncode != 0, 30,
                "the deleted pod to be finalized")
     timings["delete -> pod finalized"] = time.monotonic() - t0
