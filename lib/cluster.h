@@ -28,6 +28,11 @@
 #define MYCE_POD_GW "169.254.1.1"
 #define MYCE_SVC_TABLE "mycedrive-svc"
 #define MYCE_GUARD_TABLE "myce-guard"
+/* TLS of the coordinator, made at `cluster up` (lib/tlsgen.c); clients
+ * trust MYCE_CA_FILE.  Absent (cluster up --no-tls): plain HTTP. */
+#define MYCE_CA_FILE MYCE_RUN_DIR "/ca.pem"
+#define MYCE_TLS_CERT MYCE_RUN_DIR "/tls.crt"
+#define MYCE_TLS_KEY MYCE_RUN_DIR "/tls.key"
 /* Application processes start at this PID inside their pod, so a restore
  * never collides with the agent's own children (criu swrk, helpers). */
 #define MYCE_APP_PID_BASE 30000

@@ -2,8 +2,8 @@
 #include "util.h"
 
 #include <arpa/inet.h>
-#include <curl/curl.h>
 #include <errno.h>
+#include <gnutls/gnutls.h>
 #include <microhttpd.h>
 #include <netinet/in.h>
 #include <pthread.h>
@@ -12,6 +12,7 @@
 struct myce_http_server {
 	struct MHD_Daemon *d;
 	char *token;
+	char *cert, *key; /* PEM, kept while the daemon runs (TLS only) */
 	myce_http_handler handler;
 	void *ctx;
 };
@@ -159,8 +160,60 @@ static void on_completed(void *cls, struct MHD_Connection *c, void **con_cls, en
 	*con_cls = NULL;
 }
 
+/* Reads cert and key and checks that GnuTLS takes them as a pair, so that a
+ * bad file is reported as such rather than as a failure to listen. */
+static int tls_load(struct myce_http_server *s, const char *cert_file, const char *key_file, struct myce_error **err)
+{
+	size_t cn = 0, kn = 0;
+	s->cert = myce_read_file(cert_file, &cn);
+	if (!s->cert)
+		return myce_error_errno(err, "TLS certificate %s", cert_file);
+	s->key = myce_read_file(key_file, &kn);
+	if (!s->key)
+		return myce_error_errno(err, "TLS key %s", key_file);
+	gnutls_certificate_credentials_t cred;
+	if (gnutls_certificate_allocate_credentials(&cred) < 0)
+		return myce_error_set(err, ENOMEM, "TLS credentials");
+	gnutls_datum_t c = {.data = (unsigned char *)s->cert, .size = (unsigned)cn};
+	gnutls_datum_t k = {.data = (unsigned char *)s->key, .size = (unsigned)kn};
+	int r = gnutls_certificate_set_x509_key_mem(cred, &c, &k, GNUTLS_X509_FMT_PEM);
+	gnutls_certificate_free_credentials(cred);
+	if (r < 0)
+		return myce_error_set(err, EINVAL, "TLS certificate %s with key %s: %s", cert_file, key_file,
+				      gnutls_strerror(r));
+	return 0;
+}
+
+int myce_http_tls_check(const char *cert_file, const char *key_file, struct myce_error **err)
+{
+	struct myce_http_server s = {0};
+	int r = tls_load(&s, cert_file, key_file, err);
+	free(s.cert);
+	if (s.key)
+		explicit_bzero(s.key, strlen(s.key));
+	free(s.key);
+	return r;
+}
+
+static void server_free(struct myce_http_server *s)
+{
+	free(s->token);
+	free(s->cert);
+	if (s->key) /* a private key: do not leave it in freed memory */
+		explicit_bzero(s->key, strlen(s->key));
+	free(s->key);
+	free(s);
+}
+
 struct myce_http_server *myce_http_server_new(const char *addr, const char *token, myce_http_handler h,
 					      void *ctx, struct myce_error **err)
+{
+	return myce_http_server_new_tls(addr, token, NULL, NULL, h, ctx, err);
+}
+
+struct myce_http_server *myce_http_server_new_tls(const char *addr, const char *token, const char *cert_file,
+						  const char *key_file, myce_http_handler h, void *ctx,
+						  struct myce_error **err)
 {
 	char host[64];
 	int port;
@@ -176,18 +229,31 @@ struct myce_http_server *myce_http_server_new(const char *addr, const char *toke
 		myce_error_set(err, EINVAL, "listen address %s: bad IPv4 address", addr);
 		return NULL;
 	}
+	if (!cert_file != !key_file) {
+		myce_error_set(err, EINVAL, "TLS needs both a certificate and a key");
+		return NULL;
+	}
 	struct myce_http_server *s = xzalloc(sizeof(*s));
 	s->token = token ? xstrdup(token) : NULL;
 	s->handler = h;
 	s->ctx = ctx;
-	s->d = MHD_start_daemon(MHD_USE_THREAD_PER_CONNECTION | MHD_USE_INTERNAL_POLLING_THREAD |
-					MHD_USE_ERROR_LOG,
-				(uint16_t)port, NULL, NULL, on_request, s, MHD_OPTION_SOCK_ADDR, &sa,
+	if (cert_file && tls_load(s, cert_file, key_file, err) < 0) {
+		server_free(s);
+		return NULL;
+	}
+	unsigned flags = MHD_USE_THREAD_PER_CONNECTION | MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_ERROR_LOG;
+	if (cert_file)
+		flags |= MHD_USE_TLS;
+	/* A handler needs little stack (SQLite, cJSON, one HTTP call): 512 KiB
+	 * instead of the default 8 MiB keeps the virtual size of many open
+	 * connections small. */
+	s->d = MHD_start_daemon(flags, (uint16_t)port, NULL, NULL, on_request, s, MHD_OPTION_SOCK_ADDR, &sa,
 				MHD_OPTION_NOTIFY_COMPLETED, on_completed, NULL, MHD_OPTION_CONNECTION_TIMEOUT,
-				(unsigned)600, MHD_OPTION_END);
+				(unsigned)600, MHD_OPTION_THREAD_STACK_SIZE, (size_t)(512 * 1024),
+				cert_file ? MHD_OPTION_HTTPS_MEM_CERT : MHD_OPTION_END, s->cert,
+				MHD_OPTION_HTTPS_MEM_KEY, s->key, MHD_OPTION_END);
 	if (!s->d) {
-		free(s->token);
-		free(s);
+		server_free(s);
 		myce_error_set(err, EADDRINUSE, "cannot listen on %s (address in use or not configured)", addr);
 		return NULL;
 	}
@@ -199,87 +265,7 @@ void myce_http_server_free(struct myce_http_server *s)
 	if (!s)
 		return;
 	MHD_stop_daemon(s->d);
-	free(s->token);
-	free(s);
-}
-
-struct growbuf {
-	char *p;
-	size_t n;
-};
-
-static size_t on_data(char *ptr, size_t size, size_t nmemb, void *ud)
-{
-	struct growbuf *b = ud;
-	size_t add = size * nmemb;
-	if (b->n + add > 16 * 1024 * 1024)
-		return 0;
-	b->p = xrealloc(b->p, b->n + add + 1);
-	memcpy(b->p + b->n, ptr, add);
-	b->n += add;
-	b->p[b->n] = '\0';
-	return add;
-}
-
-static pthread_once_t curl_once = PTHREAD_ONCE_INIT;
-static void curl_init_once(void)
-{
-	curl_global_init(CURL_GLOBAL_DEFAULT);
-}
-
-int myce_http_call(const char *method, const char *url, const char *token, const cJSON *body,
-		   long timeout_ms, cJSON **out, struct myce_error **err)
-{
-	pthread_once(&curl_once, curl_init_once);
-	if (out)
-		*out = NULL;
-	CURL *c = curl_easy_init();
-	if (!c)
-		return myce_error_set(err, ENOMEM, "curl init");
-	struct curl_slist *hdrs = NULL;
-	_cleanup_free_ char *auth = token ? xasprintf("Authorization: Bearer %s", token) : NULL;
-	if (auth)
-		hdrs = curl_slist_append(hdrs, auth);
-	hdrs = curl_slist_append(hdrs, "Content-Type: application/json");
-	hdrs = curl_slist_append(hdrs, "Expect:");
-	_cleanup_free_ char *payload = body ? cJSON_PrintUnformatted(body) : NULL;
-	struct growbuf b = {0};
-	curl_easy_setopt(c, CURLOPT_URL, url);
-	curl_easy_setopt(c, CURLOPT_CUSTOMREQUEST, method);
-	curl_easy_setopt(c, CURLOPT_HTTPHEADER, hdrs);
-	curl_easy_setopt(c, CURLOPT_NOSIGNAL, 1L);
-	curl_easy_setopt(c, CURLOPT_TIMEOUT_MS, timeout_ms);
-	curl_easy_setopt(c, CURLOPT_CONNECTTIMEOUT_MS, timeout_ms < 5000 ? timeout_ms : 5000L);
-	curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, on_data);
-	curl_easy_setopt(c, CURLOPT_WRITEDATA, &b);
-	curl_easy_setopt(c, CURLOPT_NOPROXY, "*");
-	if (payload) {
-		curl_easy_setopt(c, CURLOPT_POSTFIELDS, payload);
-		curl_easy_setopt(c, CURLOPT_POSTFIELDSIZE, (long)strlen(payload));
-	}
-	CURLcode cr = curl_easy_perform(c);
-	long status = 0;
-	curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &status);
-	curl_slist_free_all(hdrs);
-	curl_easy_cleanup(c);
-	if (cr != CURLE_OK) {
-		free(b.p);
-		return myce_error_set(err, cr == CURLE_OPERATION_TIMEDOUT ? ETIMEDOUT : ECONNREFUSED, "%s %s: %s",
-				      method, url, curl_easy_strerror(cr));
-	}
-	cJSON *j = b.p ? cJSON_Parse(b.p) : NULL;
-	free(b.p);
-	if (status < 200 || status >= 300) {
-		const char *m = myce_json_str(j, "error");
-		myce_error_set(err, EPROTO, "%s", m ? m : "request failed");
-		if (err && *err)
-			(*err)->code = (int)status;
-	}
-	if (out)
-		*out = j;
-	else if (j)
-		cJSON_Delete(j);
-	return (int)status;
+	server_free(s);
 }
 
 char *myce_token_load(const char *path, struct myce_error **err)

@@ -1,5 +1,6 @@
 /* JSON over HTTP: a small server on libmicrohttpd (thread per connection, so
- * handlers may block) and a client on libcurl.  Every request carries a bearer
+ * handlers may block), optionally over TLS, and a client on libcurl
+ * (http_client.c; httpc.c is a smaller one without TLS).  Every request carries a bearer
  * token compared in constant time. */
 #ifndef MYCE_HTTP_H
 #define MYCE_HTTP_H
@@ -30,10 +31,20 @@ typedef void (*myce_http_handler)(void *ctx, const struct myce_http_req *req, st
 struct myce_http_server;
 
 /* Listens on addr ("IP:PORT"); token NULL disables authentication (tests
- * only). Paths listed in open_paths (NULL-terminated) need no token. */
+ * only).  /healthz needs no token. */
 struct myce_http_server *myce_http_server_new(const char *addr, const char *token, myce_http_handler h,
 					      void *ctx, struct myce_error **err);
+/* The same over TLS (libmicrohttpd's HTTPS on GnuTLS) when cert_file and
+ * key_file (PEM) are given; both NULL: plain HTTP.  A certificate and key
+ * that cannot be read or do not match are an error before listening. */
+struct myce_http_server *myce_http_server_new_tls(const char *addr, const char *token, const char *cert_file,
+						  const char *key_file, myce_http_handler h, void *ctx,
+						  struct myce_error **err);
 void myce_http_server_free(struct myce_http_server *s);
+/* Checks that cert_file and key_file (PEM) can be read and form a pair, as
+ * myce_http_server_new_tls will: a program can refuse a bad configuration
+ * before it touches anything. */
+int myce_http_tls_check(const char *cert_file, const char *key_file, struct myce_error **err);
 
 /* Fills resp with {"error": msg} and status. */
 void myce_http_error(struct myce_http_resp *resp, int status, const char *fmt, ...)
@@ -45,6 +56,11 @@ void myce_http_error(struct myce_http_resp *resp, int status, const char *fmt, .
  * message put into *err. */
 int myce_http_call(const char *method, const char *url, const char *token, const cJSON *body,
 		   long timeout_ms, cJSON **out, struct myce_error **err);
+/* The same; an https:// URL is verified against the CA certificates in
+ * ca_file (PEM) instead of the system's, and its host name or IP address
+ * against the certificate.  ca_file NULL: the system's CAs. */
+int myce_http_call_ca(const char *method, const char *url, const char *token, const char *ca_file,
+		      const cJSON *body, long timeout_ms, cJSON **out, struct myce_error **err);
 
 /* Reads a token file (first line, trimmed). NULL and err on failure. */
 char *myce_token_load(const char *path, struct myce_error **err);

@@ -9,6 +9,8 @@
 #   scripts/k8s-controlplane.sh down     stop what `up` started; remove its state
 #   scripts/k8s-controlplane.sh status   what runs, and whether it is ready
 #   scripts/k8s-controlplane.sh env      print shell assignments (KUBECONFIG, bin dir)
+#   scripts/k8s-controlplane.sh kubeconfig USER [GROUP...]
+#                                        a client-certificate kubeconfig; prints its path
 #
 # Every command is idempotent.  `up` and `down` must run while the caller holds
 # an exclusive flock on /run/lock/mycedrive-k8s.lock for its whole session, e.g.
@@ -438,7 +440,7 @@ cmd_up() {
     chmod 700 "$STATE"
     # From here any failure (or a signal) stops whatever was started and
     # removes the state: nothing is left half up.
-    trap 'stop_all' EXIT
+    trap 'rc=$?; stop_all; [[ $rc == 0 ]] || say "up failed (exit $rc): stopped what was started; logs in $LAST_LOGS"' EXIT
     trap 'say "interrupted: stopping what was started"; exit 130' INT TERM
     make_pki
     make_kubeconfigs
@@ -466,6 +468,7 @@ cmd_up() {
         --api-audiences=https://kubernetes.default.svc.cluster.local \
         --service-cluster-ip-range=$SERVICE_CIDR \
         --authorization-mode=Node,RBAC --allow-privileged=true --profiling=false \
+        --enable-admission-plugins=NodeRestriction \
         --requestheader-client-ca-file="$pki/front-proxy-ca.crt" \
         --requestheader-allowed-names=front-proxy-client \
         --requestheader-username-headers=X-Remote-User --requestheader-group-headers=X-Remote-Group \
@@ -564,6 +567,36 @@ cmd_env() {
     echo "MYCE_K8S_STATE_DIR=$STATE"
 }
 
+# kubeconfig USER [GROUP...]: a client certificate for USER in GROUPs, signed
+# by the control plane's CA, in a kubeconfig; prints its path.  For the
+# Kubernetes-mode components under test, e.g. a node daemon as
+# `system:node:node1` in `system:nodes` (then the Node authorizer and the
+# NodeRestriction admission plugin treat it as that node's kubelet).
+cmd_kubeconfig() {
+    local user=${1:-} g subj file
+    [[ $user =~ ^[A-Za-z0-9][A-Za-z0-9:._@-]{0,127}$ ]] ||
+        die "kubeconfig: USER must be 1-128 of [A-Za-z0-9:._@-] (got '${user}'); usage: $0 kubeconfig USER [GROUP...]"
+    shift
+    subj="/CN=$user"
+    for g in "$@"; do
+        [[ $g =~ ^[A-Za-z0-9][A-Za-z0-9:._@-]{0,127}$ ]] || die "kubeconfig: GROUP must be 1-128 of [A-Za-z0-9:._@-] (got '$g')"
+        subj+="/O=$g"
+    done
+    [[ -f $STATE/pki/ca.key ]] || die "kubeconfig: the control plane is not up ($STATE)"
+    require_lock
+    mkdir -p "$STATE/users"
+    file=$STATE/users/${user//:/_}.kubeconfig
+    (
+        umask 077
+        cert "users-${user//:/_}" "$subj" \
+            'basicConstraints=CA:FALSE\nkeyUsage=critical,digitalSignature,keyEncipherment\nextendedKeyUsage=clientAuth\n'
+        kubeconfig "$file" "$user" \
+            "    client-certificate-data: $(base64 -w0 "$STATE/pki/users-${user//:/_}.crt")
+    client-key-data: $(base64 -w0 "$STATE/pki/users-${user//:/_}.key")"
+    )
+    echo "$file"
+}
+
 main() {
     [[ $(id -u) == 0 ]] || die "run as root (state in /run, cache in /var/cache)"
     case ${1:-} in
@@ -572,8 +605,9 @@ main() {
     down) init_paths && cmd_down ;;
     status) cmd_status ;;
     env) cmd_env ;;
+    kubeconfig) shift && cmd_kubeconfig "$@" ;;
     *)
-        echo "usage: $0 build|up|down|status|env" >&2
+        echo "usage: $0 build|up|down|status|env|kubeconfig USER [GROUP...]" >&2
         exit 2
         ;;
     esac

@@ -30,6 +30,7 @@ enum app_state { APP_NONE, APP_RUNNING, APP_CHECKPOINTED, APP_EXITED };
 struct agent {
 	long pod_id;
 	const char *app, *node, *dir, *coord, *role;
+	const char *ca_file; /* CA of an https coordinator, or NULL */
 	const char *k8s_pod; /* "namespace/name" in Kubernetes mode, else NULL */
 	const char *workdir; /* the application's working directory, or NULL */
 	const char *hostname; /* the pod's host name (default: the app's name) */
@@ -62,9 +63,11 @@ static int do_register(struct agent *a, struct myce_error **err)
 	_cleanup_json_ cJSON *body = cJSON_CreateObject();
 	/* A pod of the Kubernetes API is known to the coordinator by its name,
 	 * not by a pod id the coordinator gave it. */
-	if (a->k8s_pod)
+	if (a->k8s_pod) {
 		cJSON_AddStringToObject(body, "pod", a->k8s_pod);
-	else
+		/* The node's local pod id: what the coordinator asks the node for. */
+		cJSON_AddNumberToObject(body, "local_id", (double)a->pod_id);
+	} else
 		cJSON_AddNumberToObject(body, "pod_id", (double)a->pod_id);
 	cJSON_AddStringToObject(body, "container", a->app);
 	cJSON_AddStringToObject(body, "node", a->node);
@@ -72,10 +75,12 @@ static int do_register(struct agent *a, struct myce_error **err)
 	for (int attempt = 0;; attempt++) {
 		_cleanup_json_ cJSON *out = NULL;
 		_cleanup_error_ struct myce_error *e = NULL;
-		int st = myce_http_call("POST", url, a->token, body, 10000, &out, &e);
+		int st = myce_http_call_ca("POST", url, a->token, a->ca_file, body, 10000, &out, &e);
 		if (st == 200) {
 			const char *role = myce_json_str(out, "role");
 			a->role = xstrdup(role ? role : "start");
+			if (cJSON_GetObjectItem(out, "migration_id"))
+				log_info("pod %ld: target of migration %.0f", a->pod_id, myce_json_num(out, "migration_id", -1));
 			return 0;
 		}
 		if (st >= 400 || attempt >= 100)
@@ -329,6 +334,7 @@ int main(int argc, char **argv)
 		{"pod-id", required_argument, 0, 'p'}, {"app", required_argument, 0, 'a'},
 		{"node", required_argument, 0, 'n'},   {"dir", required_argument, 0, 'd'},
 		{"coordinator", required_argument, 0, 'c'}, {"token-file", required_argument, 0, 't'},
+		{"ca", required_argument, 0, 'A'},
 		{"k8s-pod", required_argument, 0, 'k'}, {"workdir", required_argument, 0, 'w'},
 		{"hostname", required_argument, 0, 'H'},
 		{0, 0, 0, 0}};
@@ -341,6 +347,7 @@ int main(int argc, char **argv)
 		case 'd': a.dir = optarg; break;
 		case 'c': a.coord = optarg; break;
 		case 't': token_file = optarg; break;
+		case 'A': a.ca_file = optarg; break;
 		case 'k': a.k8s_pod = optarg; break;
 		case 'w': a.workdir = optarg; break;
 		case 'H': a.hostname = optarg; break;
@@ -349,7 +356,8 @@ int main(int argc, char **argv)
 	}
 	if (a.pod_id < 0 || !a.app || !a.node || !a.dir || !a.coord || !token_file || optind >= argc) {
 		fprintf(stderr, "usage: myce-agent --pod-id N --app NAME --node NODE --dir DIR "
-				"--coordinator URL --token-file F [--k8s-pod NS/NAME] [--workdir DIR] [--hostname H] -- CMD [ARGS...]\n");
+				"--coordinator URL --token-file F [--ca FILE] [--k8s-pod NS/NAME] [--workdir DIR] [--hostname H]"
+				" -- CMD [ARGS...]\n");
 		return 2;
 	}
 	a.cmd = argv + optind;

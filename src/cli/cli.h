@@ -10,6 +10,7 @@
 struct cli {
 	bool json;       /* -o json */
 	char *coord_url;
+	char *ca_file;   /* CA of an https coordinator (--ca, or the cluster's) */
 	char *token;     /* loaded lazily */
 };
 
@@ -19,6 +20,9 @@ int cli_call(struct cli *c, const char *method, const char *path, const cJSON *b
 	     struct myce_error **err);
 int cli_fail(const char *fmt, ...) __attribute__((format(printf, 1, 2))); /* prints, returns 1 */
 void cli_print_json(const cJSON *j);
+/* The coordinator's URL: https with ca (--ca FILE) or with the cluster's own
+ * CA when `cluster up` made one, else http. */
+void cli_pick_coordinator(struct cli *c, const char *ca);
 
 int cmd_cluster(struct cli *c, int argc, char **argv);
 /* cluster_k8s.c: the Kubernetes side of `cluster up|down --kubeconfig`. */

@@ -9,6 +9,7 @@
 #include "cluster.h"
 #include "cmd.h"
 #include "netns.h"
+#include "tlsgen.h"
 #include "util.h"
 
 #include <dirent.h>
@@ -90,6 +91,13 @@ static void stop_pid(pid_t pid, const char *exe_name, int grace_ms)
 		kill(pid, SIGKILL);
 }
 
+/* The coordinator execs myce-coordinator-k8s in Kubernetes mode: its
+ * process runs under either name. */
+static const char *coordinator_exe(pid_t pid)
+{
+	return myce_pid_runs(pid, "myce-coordinator-k8s") ? "myce-coordinator-k8s" : "myce-coordinator";
+}
+
 /* SIGKILLs every process whose network namespace is the one bound at
  * /run/netns/NAME: what is left of pods and node daemons we started. */
 static void kill_in_netns(const char *name)
@@ -131,7 +139,8 @@ static int cluster_down(bool quiet)
 	const char *kubeconfig = myce_json_str(state, "kubeconfig");
 	if (kubeconfig)
 		cluster_k8s_delete_nodes(kubeconfig, cJSON_GetArraySize(pids), quiet);
-	stop_pid((pid_t)myce_json_num(state, "coordinator_pid", 0), "myce-coordinator", 5000);
+	pid_t coord = (pid_t)myce_json_num(state, "coordinator_pid", 0);
+	stop_pid(coord, coordinator_exe(coord), 5000);
 	cJSON_ArrayForEach(p, cJSON_GetObjectItem(state, "link_pids"))
 		stop_pid((pid_t)p->valuedouble, "myce-link", 2000);
 
@@ -182,7 +191,7 @@ static int cluster_down(bool quiet)
 static bool coordinator_healthy(struct cli *c)
 {
 	_cleanup_free_ char *url = xasprintf("%s/healthz", c->coord_url);
-	return myce_http_call("GET", url, NULL, NULL, 1000, NULL, NULL) == 200;
+	return myce_http_call_ca("GET", url, NULL, c->ca_file, NULL, 1000, NULL, NULL) == 200;
 }
 
 /* An address range of ours already used by an interface that is not ours. */
@@ -345,7 +354,9 @@ static int wait_nodes(struct cli *c, int n, struct myce_error **err)
 	return myce_error_set(err, ETIMEDOUT, "node daemons did not come up within 15 s (see %s/logs)", MYCE_RUN_DIR);
 }
 
-static pid_t start_coordinator(double mbit, struct myce_error **err)
+/* Kubernetes mode (kubeconfig not NULL): the coordinator migrates pods of
+ * the API by name through the real controllers. */
+static pid_t start_coordinator(double mbit, const char *kubeconfig, struct myce_error **err)
 {
 	_cleanup_free_ char *dir = myce_exe_dir();
 	_cleanup_free_ char *bin = xasprintf("%s/myce-coordinator", dir);
@@ -354,7 +365,18 @@ static pid_t start_coordinator(double mbit, struct myce_error **err)
 	/* Fast links: storing beats compressing; slow links: compress. */
 	_cleanup_free_ char *level = xasprintf("%d", mbit <= 0 ? 0 : mbit >= 100 ? 1 : 3);
 	char *argv[] = {bin, "--listen", listen, "--token-file", tokpath, "--db", MYCE_RUN_DIR "/coordinator.db",
-			"--zstd-level", level, NULL};
+			"--zstd-level", level, NULL, NULL, NULL, NULL, NULL, NULL, NULL};
+	int k = 9;
+	if (access(MYCE_TLS_CERT, R_OK) == 0) {
+		argv[k++] = "--tls-cert";
+		argv[k++] = MYCE_TLS_CERT;
+		argv[k++] = "--tls-key";
+		argv[k++] = MYCE_TLS_KEY;
+	}
+	if (kubeconfig) {
+		argv[k++] = "--kubeconfig";
+		argv[k++] = (char *)kubeconfig;
+	}
 	return start_daemon(argv, NULL, MYCE_RUN_DIR "/logs/coordinator.log", err);
 }
 
@@ -377,10 +399,18 @@ static pid_t start_node(struct cli *c, int i, const char *kubeconfig, struct myc
 	_cleanup_free_ char *name = myce_node_name(i);
 	_cleanup_free_ char *ns = myce_node_netns(i);
 	_cleanup_free_ char *log = xasprintf(MYCE_RUN_DIR "/logs/%s.log", name);
-	char *argv[] = {bin, "--name", name, "--coordinator", c->coord_url, "--token-file", tokpath,
-			"--kubeconfig", (char *)kubeconfig, "--netns", ns, NULL};
-	if (!kubeconfig)
-		argv[7] = NULL;
+	char *argv[16] = {bin, "--name", name, "--coordinator", c->coord_url, "--token-file", tokpath};
+	int k = 7;
+	if (c->ca_file) {
+		argv[k++] = "--ca";
+		argv[k++] = c->ca_file;
+	}
+	if (kubeconfig) {
+		argv[k++] = "--kubeconfig";
+		argv[k++] = (char *)kubeconfig;
+		argv[k++] = "--netns";
+		argv[k++] = ns;
+	}
 	return start_daemon(argv, kubeconfig ? NULL : ns, log, err);
 }
 
@@ -398,8 +428,9 @@ static int cluster_repair(struct cli *c, cJSON *state, struct myce_error **err)
 {
 	int restarted = 0;
 	const char *kubeconfig = myce_json_str(state, "kubeconfig");
-	if (!myce_pid_runs((pid_t)myce_json_num(state, "coordinator_pid", 0), "myce-coordinator")) {
-		pid_t p = start_coordinator(myce_json_num(state, "rate_mbit", 0), err);
+	pid_t coord = (pid_t)myce_json_num(state, "coordinator_pid", 0);
+	if (!myce_pid_runs(coord, coordinator_exe(coord))) {
+		pid_t p = start_coordinator(myce_json_num(state, "rate_mbit", 0), kubeconfig, err);
 		if (p < 0 || wait_coordinator(c, err) < 0)
 			return -1;
 		cJSON_ReplaceItemInObject(state, "coordinator_pid", cJSON_CreateNumber(p));
@@ -436,7 +467,7 @@ static int cluster_repair(struct cli *c, cJSON *state, struct myce_error **err)
 	return 0;
 }
 
-static int cluster_create(struct cli *c, int nodes, double mbit, int delay_ms, const char *kubeconfig,
+static int cluster_create(struct cli *c, int nodes, double mbit, int delay_ms, bool tls, const char *kubeconfig,
 			  struct myce_error **err)
 {
 	bool netem = delay_ms > 0 && have_netem();
@@ -455,6 +486,14 @@ static int cluster_create(struct cli *c, int nodes, double mbit, int delay_ms, c
 	_cleanup_free_ char *tokline = xasprintf("%s\n", hex);
 	if (myce_write_file_atomic(tokpath, tokline, strlen(tokline), 0600) < 0)
 		return myce_error_errno(err, "write token");
+	/* TLS: a CA of this cluster's own (its key is not kept) and a
+	 * certificate for the coordinator's address; clients trust the CA. */
+	unlink(MYCE_CA_FILE);
+	unlink(MYCE_TLS_CERT);
+	unlink(MYCE_TLS_KEY);
+	if (tls && myce_tls_make_certs(MYCE_RUN_DIR, MYCE_BRIDGE_IP, 365, err) < 0)
+		return myce_error_wrap(err, "coordinator certificate");
+	cli_pick_coordinator(c, NULL);
 
 	_cleanup_json_ cJSON *state = cJSON_CreateObject();
 	_cleanup_free_ char *fwd = read_trim("/proc/sys/net/ipv4/ip_forward");
@@ -462,6 +501,7 @@ static int cluster_create(struct cli *c, int nodes, double mbit, int delay_ms, c
 	cJSON_AddNumberToObject(state, "nodes", nodes);
 	cJSON_AddNumberToObject(state, "rate_mbit", mbit);
 	cJSON_AddNumberToObject(state, "delay_ms", delay_ms);
+	cJSON_AddBoolToObject(state, "tls", tls);
 	if (kubeconfig)
 		cJSON_AddStringToObject(state, "kubeconfig", kubeconfig);
 	cJSON_AddBoolToObject(state, "delay_emulated", true); /* netem or myce-link */
@@ -496,7 +536,7 @@ static int cluster_create(struct cli *c, int nodes, double mbit, int delay_ms, c
 			return -1;
 	}
 
-	pid_t cp = start_coordinator(mbit, err);
+	pid_t cp = start_coordinator(mbit, kubeconfig, err);
 	if (cp < 0)
 		return -1;
 	cJSON_AddNumberToObject(state, "coordinator_pid", cp);
@@ -543,7 +583,7 @@ static int cluster_create(struct cli *c, int nodes, double mbit, int delay_ms, c
 }
 
 
-static int cluster_up(struct cli *c, int nodes, double mbit, int delay_ms, const char *kubeconfig_arg)
+static int cluster_up(struct cli *c, int nodes, double mbit, int delay_ms, bool tls, const char *kubeconfig_arg)
 {
 	if (geteuid() != 0)
 		return cli_fail("cluster up: must run as root (network namespaces, nftables, CRIU)");
@@ -569,7 +609,7 @@ static int cluster_up(struct cli *c, int nodes, double mbit, int delay_ms, const
 		cluster_down(true);
 	if (check_addresses(&e) < 0)
 		return cli_fail("cluster up: %s", myce_error_msg(e));
-	if (cluster_create(c, nodes, mbit, delay_ms, kubeconfig, &e) < 0) {
+	if (cluster_create(c, nodes, mbit, delay_ms, tls, kubeconfig, &e) < 0) {
 		cli_fail("cluster up: %s", myce_error_msg(e));
 		cluster_down(true);
 		return 1;
@@ -580,7 +620,7 @@ static int cluster_up(struct cli *c, int nodes, double mbit, int delay_ms, const
 int cmd_cluster(struct cli *c, int argc, char **argv)
 {
 	if (argc < 2)
-		return cli_fail("usage: mycectl cluster up [--nodes N] [--rate MBIT] [--delay MS] [--kubeconfig FILE]"
+		return cli_fail("usage: mycectl cluster up [--nodes N] [--rate MBIT] [--delay MS] [--no-tls] [--kubeconfig FILE]"
 				" | cluster down");
 	if (!strcmp(argv[1], "down")) {
 		if (geteuid() != 0)
@@ -591,6 +631,7 @@ int cmd_cluster(struct cli *c, int argc, char **argv)
 		return cli_fail("cluster: unknown action %s (up or down)", argv[1]);
 	int nodes = 3, delay = 10;
 	double mbit = 10;
+	bool tls = true;
 	const char *kubeconfig = NULL;
 	for (int i = 2; i < argc; i++) {
 		char *end = NULL;
@@ -606,11 +647,13 @@ int cmd_cluster(struct cli *c, int argc, char **argv)
 			delay = (int)strtol(argv[++i], &end, 10);
 			if (*end || delay < 0 || delay > 10000)
 				return cli_fail("cluster up: --delay is the one-way delay in ms");
+		} else if (!strcmp(argv[i], "--no-tls")) {
+			tls = false;
 		} else if (!strcmp(argv[i], "--kubeconfig") && i + 1 < argc) {
 			kubeconfig = argv[++i];
 		} else {
 			return cli_fail("cluster up: unexpected argument %s", argv[i]);
 		}
 	}
-	return cluster_up(c, nodes, mbit, delay, kubeconfig);
+	return cluster_up(c, nodes, mbit, delay, tls, kubeconfig);
 }

@@ -35,10 +35,20 @@ int cli_call(struct cli *c, const char *method, const char *path, const cJSON *b
 			return myce_error_wrap(err, "no cluster is up (run: mycectl cluster up)");
 	}
 	_cleanup_free_ char *url = xasprintf("%s%s", c->coord_url, path);
-	int st = myce_http_call(method, url, c->token, body, timeout_ms, out, err);
+	int st = myce_http_call_ca(method, url, c->token, c->ca_file, body, timeout_ms, out, err);
 	if (st < 0)
 		return myce_error_wrap(err, "coordinator unreachable (is the cluster up?)");
 	return st;
+}
+
+void cli_pick_coordinator(struct cli *c, const char *ca)
+{
+	if (!ca && access(MYCE_CA_FILE, R_OK) == 0)
+		ca = MYCE_CA_FILE;
+	free(c->coord_url);
+	free(c->ca_file);
+	c->ca_file = ca ? xstrdup(ca) : NULL;
+	c->coord_url = ca ? xasprintf("https://%s:%d", MYCE_BRIDGE_IP, MYCE_COORD_PORT) : myce_coord_url();
 }
 
 static const struct {
@@ -46,10 +56,10 @@ static const struct {
 	int (*fn)(struct cli *, int, char **);
 	const char *help;
 } commands[] = {
-	{"cluster", cmd_cluster, "cluster up [--nodes N] [--rate MBIT] [--delay MS] | cluster down"},
+	{"cluster", cmd_cluster, "cluster up [--nodes N] [--rate MBIT] [--delay MS] [--no-tls] | cluster down"},
 	{"run", cmd_run, "run NAME --node NODE --port PORT -- CMD [ARGS...]"},
 	{"get", cmd_get, "get nodes|pods|services|apps|migrations [ID] [-o json]"},
-	{"migrate", cmd_migrate, "migrate NAME --to NODE [--mode auto|live|precopy|stop-and-copy|redeploy] [-o json]"},
+	{"migrate", cmd_migrate, "migrate NAME|pod/NAME [-n NS] --to NODE [--mode auto|live|precopy|stop-and-copy|redeploy] [-o json]"},
 	{"delete", cmd_delete, "delete NAME"},
 };
 
@@ -58,13 +68,16 @@ static int usage(FILE *f)
 	fprintf(f, "mycectl %s: live migration of stateful servers between edge nodes\n\nusage:\n", MYCE_VERSION);
 	for (size_t i = 0; i < ARRAY_SIZE(commands); i++)
 		fprintf(f, "  mycectl %s\n", commands[i].help);
-	fprintf(f, "\nglobal option: -o json (machine-readable output)\n");
+	fprintf(f, "\nglobal options: -o json (machine-readable output)\n"
+		   "                --ca FILE (CA that signed the coordinator's certificate; default: the\n"
+		   "                cluster's own, " MYCE_CA_FILE ", when cluster up made one)\n");
 	return f == stdout ? 0 : 2;
 }
 
 int main(int argc, char **argv)
 {
 	struct cli c = {0};
+	const char *ca = NULL;
 	/* Pull -o json / -ojson out of the arguments, wherever it stands. */
 	int k = 0;
 	for (int i = 0; i < argc; i++) {
@@ -80,6 +93,14 @@ int main(int argc, char **argv)
 			i++;
 			continue;
 		}
+		if (!strcmp(argv[i], "--ca")) {
+			if (i + 1 >= argc)
+				return cli_fail("--ca needs a file");
+			ca = argv[++i];
+			if (access(ca, R_OK) != 0)
+				return cli_fail("--ca %s: cannot read it", ca);
+			continue;
+		}
 		if (!strcmp(argv[i], "-ojson")) {
 			c.json = true;
 			continue;
@@ -92,11 +113,12 @@ int main(int argc, char **argv)
 		return usage(stderr);
 	if (!strcmp(argv[1], "-h") || !strcmp(argv[1], "--help") || !strcmp(argv[1], "help"))
 		return usage(stdout);
-	c.coord_url = myce_coord_url();
+	cli_pick_coordinator(&c, ca);
 	for (size_t i = 0; i < ARRAY_SIZE(commands); i++) {
 		if (!strcmp(argv[1], commands[i].name)) {
 			int r = commands[i].fn(&c, argc - 1, argv + 1);
 			free(c.coord_url);
+			free(c.ca_file);
 			free(c.token);
 			return r;
 		}

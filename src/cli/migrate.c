@@ -1,5 +1,7 @@
 /* mycectl migrate NAME --to NODE [-o json]: starts a live migration and
- * follows it, phase by phase, with the transfer's byte progress. */
+ * follows it, phase by phase, with the transfer's byte progress.
+ * mycectl migrate pod/NAME [-n NS] --to NODE: the same for a pod of the
+ * Kubernetes API (the coordinator's Kubernetes mode). */
 #include "cli.h"
 
 #include "util.h"
@@ -15,6 +17,10 @@ static void show_summary(const cJSON *m)
 	       myce_json_str(m, "from"), myce_json_str(m, "to"), outcome ? outcome : "?");
 	if (myce_json_str(m, "reason"))
 		printf("  reason: %s\n", myce_json_str(m, "reason"));
+	const cJSON *k = cJSON_GetObjectItem(m, "kubernetes");
+	if (k)
+		printf("  pod %s/%s -> pod %s\n", myce_json_str(k, "namespace"), myce_json_str(k, "pod"),
+		       myce_json_str(k, "target_pod"));
 	static const char *keys[] = {"prepare_ms", "dump_ms", "transfer_ms", "restore_ms", "network_switch_ms",
 				     "freeze_window_ms", "total_ms"};
 	for (size_t i = 0; i < ARRAY_SIZE(keys); i++) {
@@ -37,10 +43,12 @@ static void show_summary(const cJSON *m)
 
 int cmd_migrate(struct cli *c, int argc, char **argv)
 {
-	const char *name = NULL, *to = NULL, *mode = NULL;
+	const char *name = NULL, *to = NULL, *mode = NULL, *ns = NULL;
 	for (int i = 1; i < argc; i++) {
 		if (!strcmp(argv[i], "--to") && i + 1 < argc)
 			to = argv[++i];
+		else if ((!strcmp(argv[i], "-n") || !strcmp(argv[i], "--namespace")) && i + 1 < argc)
+			ns = argv[++i];
 		else if (!strcmp(argv[i], "--mode") && i + 1 < argc)
 			mode = argv[++i];
 		else if (argv[i][0] != '-' && !name)
@@ -49,9 +57,19 @@ int cmd_migrate(struct cli *c, int argc, char **argv)
 			return cli_fail("migrate: unexpected argument %s", argv[i]);
 	}
 	if (!name || !to)
-		return cli_fail("usage: mycectl migrate NAME --to NODE [--mode auto|live|precopy|stop-and-copy|redeploy] [-o json]");
+		return cli_fail("usage: mycectl migrate NAME|pod/NAME [-n NAMESPACE] --to NODE "
+				"[--mode auto|live|precopy|stop-and-copy|redeploy] [-o json]");
+	bool pod = !strncmp(name, "pod/", 4) || !strncmp(name, "pods/", 5);
+	if (ns && !pod)
+		return cli_fail("migrate: -n NAMESPACE applies to pod/NAME only");
+	if (pod)
+		name = strchr(name, '/') + 1;
+	if (!*name)
+		return cli_fail("migrate: pod/ needs a pod name");
 	_cleanup_json_ cJSON *body = cJSON_CreateObject();
-	cJSON_AddStringToObject(body, "app", name);
+	cJSON_AddStringToObject(body, pod ? "pod" : "app", name);
+	if (ns)
+		cJSON_AddStringToObject(body, "namespace", ns);
 	cJSON_AddStringToObject(body, "to", to);
 	if (mode)
 		cJSON_AddStringToObject(body, "mode", mode);

@@ -93,14 +93,25 @@ static void on_register(struct coord *c, const cJSON *b, struct myce_http_resp *
 		const char *pod = myce_json_str(b, "pod");
 		if (!pod || !*pod || strlen(pod) > 253 || !container)
 			return myce_http_error(resp, 400, "register needs pod_id, or pod and container (strings)");
+		/* Kubernetes mode: the node's local pod id of the agent's pod. */
+		const cJSON *lj = cJSON_GetObjectItem(b, "local_id");
+		long local = -1;
+		if (lj && !json_id(lj, &local))
+			return myce_http_error(resp, 400, "local_id must be a non-negative number");
 		pthread_mutex_lock(&c->lock);
-		container_upsert(c, pod, container, node, -1, labels, endpoint ? endpoint->valuestring : NULL, "start");
+		/* The target pod of a Kubernetes-mode migration waits for its checkpoint. */
+		long mid = k8s_mig_target_of(c, pod, local);
+		container_upsert(c, pod, container, node, local, labels, endpoint ? endpoint->valuestring : NULL,
+				 mid >= 0 ? "target" : "start");
 		_cleanup_json_ cJSON *row = db_query_one(c, "SELECT id FROM containers WHERE pod = %Q AND container = %Q",
 							 pod, container);
+		pthread_cond_broadcast(&c->changed);
 		pthread_mutex_unlock(&c->lock);
 		resp->json = cJSON_CreateObject();
-		cJSON_AddStringToObject(resp->json, "role", "start");
+		cJSON_AddStringToObject(resp->json, "role", mid >= 0 ? "target" : "start");
 		cJSON_AddNumberToObject(resp->json, "container_id", myce_json_num(row, "id", -1));
+		if (mid >= 0)
+			cJSON_AddNumberToObject(resp->json, "migration_id", (double)mid);
 		return;
 	}
 	long id;
@@ -147,6 +158,11 @@ static void on_remove(struct coord *c, const cJSON *b, struct myce_http_resp *re
 	_cleanup_json_ cJSON *m = pod_id >= 0 ? db_query_one(c, "SELECT id FROM migrations WHERE src_pod = %ld AND outcome IS NULL",
 							       pod_id)
 					      : NULL;
+	/* A source whose application already moved away (Kubernetes mode: the
+	 * ReplicaSet deletes it after the hand-over): nothing to save, exit. */
+	_cleanup_json_ cJSON *done = pod_id >= 0 && !m ? db_query_one(c, "SELECT id, dst_node FROM migrations WHERE src_pod = %ld"
+									 " AND outcome = 'completed' ORDER BY id DESC", pod_id)
+						       : NULL;
 	if (row && !m && !idj)
 		db_exec(c, NULL, "DELETE FROM containers WHERE pod = %Q AND container = %Q", pod, container);
 	pthread_mutex_unlock(&c->lock);
@@ -156,6 +172,12 @@ static void on_remove(struct coord *c, const cJSON *b, struct myce_http_resp *re
 	cJSON_AddBoolToObject(resp->json, "checkpoint", m != NULL);
 	if (m)
 		cJSON_AddNumberToObject(resp->json, "migration_id", myce_json_num(m, "id", -1));
+	if (done) {
+		cJSON_AddBoolToObject(resp->json, "migrated", true);
+		cJSON_AddNumberToObject(resp->json, "migration_id", myce_json_num(done, "id", -1));
+		cJSON_AddStringToObject(resp->json, "to", myce_json_str(done, "dst_node"));
+		cJSON_AddStringToObject(resp->json, "message", "already migrated, exit");
+	}
 }
 
 static void on_copy(struct coord *c, const cJSON *b, struct myce_http_resp *resp)
@@ -239,27 +261,6 @@ static void on_migration_get(struct coord *c, long id, struct myce_http_resp *re
 	resp->json = m;
 }
 
-static void metrics(struct coord *c, struct myce_http_resp *resp)
-{
-	pthread_mutex_lock(&c->lock);
-	_cleanup_json_ cJSON *out = db_query(c, "SELECT COALESCE(outcome, 'in-progress') AS o, COUNT(*) AS n FROM migrations GROUP BY o");
-	_cleanup_json_ cJSON *pods = db_query_one(c, "SELECT COUNT(*) AS n FROM containers");
-	pthread_mutex_unlock(&c->lock);
-	size_t cap = 4096;
-	char *t = xzalloc(cap);
-	size_t len = (size_t)snprintf(t, cap, "# HELP mycedrive_migrations_total Migrations by outcome.\n"
-					      "# TYPE mycedrive_migrations_total counter\n");
-	const cJSON *r;
-	cJSON_ArrayForEach(r, out)
-		len += (size_t)snprintf(t + len, cap - len, "mycedrive_migrations_total{outcome=\"%s\"} %.0f\n",
-					myce_json_str(r, "o"), myce_json_num(r, "n", 0));
-	snprintf(t + len, cap - len, "# HELP mycedrive_registered_containers Containers registered by agents.\n"
-				     "# TYPE mycedrive_registered_containers gauge\nmycedrive_registered_containers %.0f\n",
-		 myce_json_num(pods, "n", 0));
-	resp->text = t;
-	resp->content_type = "text/plain; version=0.0.4";
-}
-
 void coord_api_handle(void *ctx, const struct myce_http_req *req, struct myce_http_resp *resp)
 {
 	struct coord *c = ctx;
@@ -279,7 +280,7 @@ void coord_api_handle(void *ctx, const struct myce_http_req *req, struct myce_ht
 		return;
 	}
 	if (!strcmp(p, "/metrics") && get)
-		return metrics(c, resp);
+		return coord_metrics(c, resp);
 	if (!strcmp(p, "/v1/nodes") && post) {
 		const char *name = myce_json_str(req->body, "name"), *ip = myce_json_str(req->body, "ip");
 		if (myce_node_index(name) < 0 || !ip)

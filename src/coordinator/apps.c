@@ -3,6 +3,7 @@
 
 #include "cluster.h"
 #include "frame.h"
+#include "httpc.h"
 #include "log.h"
 #include "util.h"
 
@@ -19,7 +20,7 @@ int node_call(struct coord *c, const char *node, const char *method, const char 
 		return myce_error_set(err, EINVAL, "bad node name %s", node);
 	_cleanup_free_ char *ip = myce_node_ip(idx);
 	_cleanup_free_ char *url = xasprintf("http://%s:%d%s", ip, MYCE_NODE_PORT, path);
-	return myce_http_call(method, url, c->token, body, timeout_ms, out, err);
+	return myce_httpc_call(method, url, c->token, body, timeout_ms, out, err);
 }
 
 static bool addr_used(const cJSON *pods, const char *addr)

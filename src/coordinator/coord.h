@@ -5,6 +5,7 @@
 
 #include "error.h"
 #include "http.h"
+#include "k8s.h"
 
 #include <pthread.h>
 #include <sqlite3.h>
@@ -18,10 +19,14 @@ struct coord {
 	char *token;
 	char *listen;
 	int zstd_level;        /* -1: choose from the link */
+	struct myce_k8s *k8s;  /* Kubernetes mode (--kubeconfig), else NULL */
 };
 
 /* api.c: the HTTP handler (myce_http_handler). */
 void coord_api_handle(void *ctx, const struct myce_http_req *req, struct myce_http_resp *resp);
+
+/* metrics.c: GET /metrics (Prometheus text), computed from the database. */
+void coord_metrics(struct coord *c, struct myce_http_resp *resp);
 
 /* db.c */
 int db_open(struct coord *c, const char *path, struct myce_error **err);
@@ -61,5 +66,38 @@ void mig_freeze(struct coord *c, long id, struct myce_http_resp *resp);
 cJSON *mig_get(struct coord *c, long id); /* lock held */
 /* At start: drives every migration left in flight to an end state. */
 int mig_recover(struct coord *c);
+/* Shared with the Kubernetes mode: test crash points (MYCE_FAULT), a phase
+ * recorded before it starts (lock held), the host routes of the carried
+ * addresses to node, the source node's send (dump, stream, restore) and
+ * what the nodes know after a restart of the coordinator. */
+void mig_crash_point(const char *name);
+void mig_set_phase(struct coord *c, long id, const char *phase);
+void mig_route_carried(long id, const cJSON *carried, const char *node);
+const char *mig_send_phase(const char *mode);
+int mig_send(struct coord *c, long id, const char *src_node, long src_pod, const char *dst_node, long dst_pod,
+	     const cJSON *carried, const char *mode, int level, cJSON **res, struct myce_error **err);
+cJSON *mig_source_record(struct coord *c, const char *src_node, long id);
+cJSON *mig_agent_state(struct coord *c, const char *node, long pod);
+
+/* k8s_mig.c: Kubernetes mode, a pod of the API migrated through the real
+ * controllers (docs/k8s-migration.md). */
+void k8s_mig_start(struct coord *c, const cJSON *body, struct myce_http_resp *resp);
+int k8s_mig_recover(struct coord *c);
+/* The role of a registering agent of pod "namespace/name" (lock held):
+ * the id of the migration whose target it is, or -1.  Records local_id. */
+long k8s_mig_target_of(struct coord *c, const char *pod, long local_id);
+
+/* k8s_obj.c: the coordinator's requests to the Kubernetes API. */
+/* GET of a namespaced pod; 0 and *out, or -ENOENT / another error. */
+int kobj_pod_get(struct coord *c, const char *ns, const char *name, cJSON **out, struct myce_error **err);
+int kobj_node_get(struct coord *c, const char *name, cJSON **out, struct myce_error **err);
+bool kobj_node_ready(const cJSON *node);
+int kobj_pod_patch(struct coord *c, const char *ns, const char *name, const cJSON *patch, struct myce_error **err);
+/* Deletes a pod (grace_s < 0: its own grace period); a pod already gone is success. */
+int kobj_pod_delete(struct coord *c, const char *ns, const char *name, const char *uid, int grace_s,
+		    struct myce_error **err);
+/* Records a core/v1 Event on a pod (best effort, logged on failure). */
+void kobj_event(struct coord *c, const char *ns, const char *pod, const char *uid, bool warning, const char *reason,
+		const char *fmt, ...) __attribute__((format(printf, 7, 8)));
 
 #endif

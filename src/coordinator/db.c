@@ -23,6 +23,12 @@ static const char *const schema[] = {
 	"CREATE TABLE containers(id INTEGER PRIMARY KEY AUTOINCREMENT, pod TEXT NOT NULL, container TEXT NOT NULL,"
 	"  node TEXT NOT NULL, pod_id INTEGER, labels TEXT NOT NULL DEFAULT '{}', endpoint TEXT, role TEXT NOT NULL,"
 	"  registered_us INTEGER NOT NULL, UNIQUE(pod, container));",
+	/* version 3: Kubernetes-mode migrations (docs/k8s-migration.md): the
+	 * migrations row holds the phases (app = "namespace/pod", src_pod and
+	 * dst_pod the nodes' local pod ids); this one the API objects. */
+	"CREATE TABLE k8s_migrations(migration_id INTEGER PRIMARY KEY REFERENCES migrations(id),"
+	"  namespace TEXT NOT NULL, src_name TEXT NOT NULL, src_uid TEXT NOT NULL, dst_name TEXT NOT NULL,"
+	"  dst_uid TEXT, template_hash TEXT, src_addr TEXT NOT NULL, carried TEXT NOT NULL DEFAULT '[]');",
 };
 
 int db_open(struct coord *c, const char *path, struct myce_error **err)

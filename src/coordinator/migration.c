@@ -38,7 +38,7 @@ static void mig_free(struct mig *m)
 /* Test hook: MYCE_FAULT=crash-<point> makes the coordinator die at that
  * point as abruptly as kill -9 (no cleanup, no flush beyond SQLite's own
  * commits), so the tests can show recovery from each phase. */
-static void crash_point(const char *name)
+void mig_crash_point(const char *name)
 {
 	const char *f = getenv("MYCE_FAULT");
 	if (f && !strcmp(f, name)) {
@@ -48,7 +48,7 @@ static void crash_point(const char *name)
 }
 
 /* lock held */
-static void set_phase(struct coord *c, long id, const char *phase)
+void mig_set_phase(struct coord *c, long id, const char *phase)
 {
 	int64_t now = myce_wall_us();
 	db_exec(c, NULL,
@@ -62,7 +62,7 @@ static void set_phase(struct coord *c, long id, const char *phase)
 static void phase(struct mig *m, const char *p)
 {
 	pthread_mutex_lock(&m->c->lock);
-	set_phase(m->c, m->id, p);
+	mig_set_phase(m->c, m->id, p);
 	pthread_mutex_unlock(&m->c->lock);
 }
 
@@ -71,7 +71,7 @@ static void finish(struct mig *m, const char *outcome, const char *reason, const
 	struct coord *c = m->c;
 	_cleanup_free_ char *res = result ? cJSON_PrintUnformatted(result) : NULL;
 	pthread_mutex_lock(&c->lock);
-	set_phase(c, m->id, outcome);
+	mig_set_phase(c, m->id, outcome);
 	db_exec(c, NULL, "UPDATE migrations SET outcome = %Q, reason = %Q, result = %Q WHERE id = %ld;"
 			 "UPDATE apps SET migrating = 0 WHERE name = %Q;",
 		outcome, reason, res, m->id, m->app);
@@ -81,17 +81,22 @@ static void finish(struct mig *m, const char *outcome, const char *reason, const
 		log_error("migration %ld: %s: %s", m->id, outcome, reason);
 }
 
-static void route_carried(struct mig *m, const char *node)
+void mig_route_carried(long id, const cJSON *carried, const char *node)
 {
 	int idx = myce_node_index(node);
 	_cleanup_free_ char *via = myce_node_ip(idx);
 	const cJSON *a;
-	cJSON_ArrayForEach(a, m->carried)
+	cJSON_ArrayForEach(a, carried)
 	{
 		_cleanup_error_ struct myce_error *e = NULL;
-		if (net_route_addr(a->valuestring, via, &e) < 0)
-			log_error("migration %ld: %s", m->id, myce_error_msg(e));
+		if (cJSON_IsString(a) && net_route_addr(a->valuestring, via, &e) < 0)
+			log_error("migration %ld: %s", id, myce_error_msg(e));
 	}
+}
+
+static void route_carried(struct mig *m, const char *node)
+{
+	mig_route_carried(m->id, m->carried, node);
 }
 
 static void delete_pod(struct mig *m, const char *node, long pod)
@@ -158,7 +163,7 @@ static void commit(struct mig *m, const cJSON *res)
 		"UPDATE pods SET state = 'deleted' WHERE id = %ld;",
 		m->dst_pod, m->app, m->dst_pod, m->src_pod);
 	pthread_mutex_unlock(&c->lock);
-	crash_point("crash-in-commit");
+	mig_crash_point("crash-in-commit");
 	cJSON *r = cJSON_Duplicate(res, true);
 	cJSON_AddNumberToObject(r, "service_switch_ms", (double)(myce_now_us() - t0) / 1000.0);
 	finish(m, "completed", NULL, r);
@@ -232,6 +237,29 @@ static void redeploy(struct mig *m)
 
 static void conclude(struct mig *m, int st, const cJSON *res, struct myce_error *e);
 
+const char *mig_send_phase(const char *mode)
+{
+	return strcmp(mode, "live") && strcmp(mode, "stop-and-copy") ? "precopy" : "dump";
+}
+
+int mig_send(struct coord *c, long id, const char *src_node, long src_pod, const char *dst_node, long dst_pod,
+	     const cJSON *carried, const char *mode, int level, cJSON **res, struct myce_error **err)
+{
+	_cleanup_json_ cJSON *req = cJSON_CreateObject();
+	_cleanup_free_ char *dst_ip = myce_node_ip(myce_node_index(dst_node));
+	cJSON_AddNumberToObject(req, "migration_id", (double)id);
+	cJSON_AddStringToObject(req, "dest_ip", dst_ip);
+	cJSON_AddNumberToObject(req, "dest_pod_id", (double)dst_pod);
+	cJSON_AddItemToObject(req, "carried", cJSON_Duplicate(carried, true));
+	cJSON_AddNumberToObject(req, "zstd_level", level);
+	/* stop-and-copy: the paper's CRIU baseline, connections not preserved. */
+	cJSON_AddBoolToObject(req, "tcp_close", !strcmp(mode, "stop-and-copy"));
+	/* auto: the source node measures the link and the memory and decides. */
+	cJSON_AddStringToObject(req, "precopy", !strcmp(mode, "precopy") ? "on" : !strcmp(mode, "auto") ? "auto" : "off");
+	_cleanup_free_ char *path = xasprintf("/v1/pods/%ld/send", src_pod);
+	return node_call(c, src_node, "POST", path, req, 600000, res, err);
+}
+
 static void *mig_thread(void *arg)
 {
 	struct mig *m = arg;
@@ -259,26 +287,13 @@ static void *mig_thread(void *arg)
 		return NULL;
 	}
 
-	crash_point("crash-in-prepare");
+	mig_crash_point("crash-in-prepare");
 	/* (pre-copy +) dump + transfer + restore, driven by the source node,
 	 * which reports the freeze (POST .../freeze) when it starts. */
-	phase(m, strcmp(m->mode, "live") && strcmp(m->mode, "stop-and-copy") ? "precopy" : "dump");
-	_cleanup_json_ cJSON *req = cJSON_CreateObject();
-	int dst_idx = myce_node_index(m->dst_node);
-	_cleanup_free_ char *dst_ip = myce_node_ip(dst_idx);
-	cJSON_AddNumberToObject(req, "migration_id", (double)m->id);
-	cJSON_AddStringToObject(req, "dest_ip", dst_ip);
-	cJSON_AddNumberToObject(req, "dest_pod_id", (double)m->dst_pod);
-	cJSON_AddItemToObject(req, "carried", cJSON_Duplicate(m->carried, true));
-	cJSON_AddNumberToObject(req, "zstd_level", m->level);
-	/* stop-and-copy: the paper's CRIU baseline, connections not preserved. */
-	cJSON_AddBoolToObject(req, "tcp_close", !strcmp(m->mode, "stop-and-copy"));
-	/* auto: the source node measures the link and the memory and decides. */
-	cJSON_AddStringToObject(req, "precopy", !strcmp(m->mode, "precopy") ? "on" : !strcmp(m->mode, "auto") ? "auto" : "off");
-	_cleanup_free_ char *path = xasprintf("/v1/pods/%ld/send", m->src_pod);
+	phase(m, mig_send_phase(m->mode));
 	_cleanup_json_ cJSON *res = NULL;
 	myce_error_freep(&e);
-	st = node_call(c, m->src_node, "POST", path, req, 600000, &res, &e);
+	st = mig_send(c, m->id, m->src_node, m->src_pod, m->dst_node, m->dst_pod, m->carried, m->mode, m->level, &res, &e);
 	conclude(m, st, res, e);
 	mig_free(m);
 	return NULL;
@@ -308,20 +323,23 @@ static void conclude(struct mig *m, int st, const cJSON *res, struct myce_error 
 			finish(m, "failed", why, res);
 		}
 	} else {
-		crash_point("crash-before-commit");
+		mig_crash_point("crash-before-commit");
 		commit(m, res);
 	}
 }
 
 void mig_start(struct coord *c, const cJSON *body, struct myce_http_resp *resp)
 {
+	/* A pod of the Kubernetes API, by name (docs/k8s-migration.md). */
+	if (cJSON_GetObjectItem(body, "pod"))
+		return k8s_mig_start(c, body, resp);
 	const char *app = myce_json_str(body, "app");
 	const char *to = myce_json_str(body, "to");
 	const char *mode = myce_json_str(body, "mode");
 	if (cJSON_GetObjectItem(body, "mode") && !mode)
 		return myce_http_error(resp, 400, "mode must be a string");
 	if (!app || !to)
-		return myce_http_error(resp, 400, "migrate needs \"app\" and \"to\"");
+		return myce_http_error(resp, 400, "migrate needs \"app\" (or \"pod\" in Kubernetes mode) and \"to\"");
 	if (!mode)
 		mode = "auto";
 	if (strcmp(mode, "auto") && strcmp(mode, "live") && strcmp(mode, "precopy") && strcmp(mode, "stop-and-copy") &&
@@ -414,16 +432,18 @@ void mig_handoff(struct coord *c, long id, struct myce_http_resp *resp)
 {
 	pthread_mutex_lock(&c->lock);
 	_cleanup_json_ cJSON *row = db_query_one(
-		c, "SELECT m.phase, m.dst_node, p.carried FROM migrations m JOIN pods p ON p.id = m.dst_pod WHERE m.id = %ld", id);
+		c, "SELECT m.phase, m.dst_node, COALESCE(k.carried, p.carried) AS carried FROM migrations m"
+		   " LEFT JOIN pods p ON p.id = m.dst_pod LEFT JOIN k8s_migrations k ON k.migration_id = m.id"
+		   " WHERE m.id = %ld AND (p.id IS NOT NULL OR k.migration_id IS NOT NULL)", id);
 	if (!row || (strcmp(myce_json_str(row, "phase"), "dump") && strcmp(myce_json_str(row, "phase"), "precopy"))) {
 		pthread_mutex_unlock(&c->lock);
 		return myce_http_error(resp, row ? 409 : 404, "migration %ld is not waiting for a hand-off", id);
 	}
 	/* Recorded before the routes move, so a rollback knows to move them back. */
 	db_exec(c, NULL, "UPDATE migrations SET handoff = 1 WHERE id = %ld", id);
-	set_phase(c, id, "transfer");
+	mig_set_phase(c, id, "transfer");
 	pthread_mutex_unlock(&c->lock);
-	crash_point("crash-in-transfer");
+	mig_crash_point("crash-in-transfer");
 	_cleanup_json_ cJSON *carried = cJSON_Parse(myce_json_str(row, "carried"));
 	_cleanup_free_ char *via = myce_node_ip(myce_node_index(myce_json_str(row, "dst_node")));
 	const cJSON *a;
@@ -461,7 +481,7 @@ void mig_freeze(struct coord *c, long id, struct myce_http_resp *resp)
 		pthread_mutex_unlock(&c->lock);
 		return myce_http_error(resp, row ? 409 : 404, "migration %ld is not in its pre-copy", id);
 	}
-	set_phase(c, id, "dump");
+	mig_set_phase(c, id, "dump");
 	pthread_mutex_unlock(&c->lock);
 	resp->json = cJSON_CreateObject();
 	cJSON_AddBoolToObject(resp->json, "ok", true);
@@ -515,13 +535,21 @@ cJSON *mig_get(struct coord *c, long id)
 		cJSON_AddNumberToObject(t, "total_ms", ms_between(phases, "accepted", end));
 	cJSON_AddItemToObject(m, "timings", t);
 	cJSON_AddItemToObject(m, "phases", phases);
+	cJSON *k = db_query_one(c, "SELECT namespace, src_name AS pod, dst_name AS target_pod, src_uid, dst_uid, carried"
+				   " FROM k8s_migrations WHERE migration_id = %ld", id);
+	if (k) {
+		cJSON *carried = cJSON_Parse(myce_json_str(k, "carried"));
+		cJSON_DeleteItemFromObject(k, "carried");
+		cJSON_AddItemToObject(k, "carried", carried ? carried : cJSON_CreateArray());
+		cJSON_AddItemToObject(m, "kubernetes", k);
+	}
 	return m;
 }
 
 /* --- recovery: a restarted coordinator drives every migration that was in
  * flight to an end state, from what the nodes and agents know. ------------ */
 
-static cJSON *agent_state(struct coord *c, const char *node, long pod)
+cJSON *mig_agent_state(struct coord *c, const char *node, long pod)
 {
 	_cleanup_free_ char *path = xasprintf("/v1/pods/%ld/agent", pod);
 	cJSON *out = NULL;
@@ -530,6 +558,22 @@ static cJSON *agent_state(struct coord *c, const char *node, long pod)
 		return NULL;
 	}
 	return out;
+}
+
+cJSON *mig_source_record(struct coord *c, const char *src_node, long id)
+{
+	_cleanup_free_ char *path = xasprintf("/v1/migrations/%ld", id);
+	cJSON *rec = NULL;
+	for (int i = 0; i < 6000; i++) {
+		cJSON_Delete(rec);
+		rec = NULL;
+		int st = node_call(c, src_node, "GET", path, NULL, 5000, &rec, NULL);
+		const char *state = myce_json_str(rec, "state");
+		if (st != 200 || !state || strcmp(state, "running") != 0)
+			break;
+		usleep(100 * 1000);
+	}
+	return rec;
 }
 
 static void *recover_thread(void *arg)
@@ -553,24 +597,14 @@ static void *recover_thread(void *arg)
 		rollback(m, r, "coordinator restarted during the rollback");
 	} else {
 		/* dump / transfer: the source node knows how its send ended. */
-		_cleanup_free_ char *path = xasprintf("/v1/migrations/%ld", m->id);
-		_cleanup_json_ cJSON *rec = NULL;
-		for (int i = 0; i < 6000; i++) {
-			cJSON_Delete(rec);
-			rec = NULL;
-			int st = node_call(c, m->src_node, "GET", path, NULL, 5000, &rec, NULL);
-			const char *state = myce_json_str(rec, "state");
-			if (st != 200 || !state || strcmp(state, "running") != 0)
-				break;
-			usleep(100 * 1000);
-		}
+		_cleanup_json_ cJSON *rec = mig_source_record(c, m->src_node, m->id);
 		const cJSON *res = cJSON_GetObjectItem(rec, "result");
 		if (res) {
 			conclude(m, 200, res, NULL);
 		} else {
 			/* The node forgot (it restarted): ask the agents. */
-			_cleanup_json_ cJSON *dst = agent_state(c, m->dst_node, m->dst_pod);
-			_cleanup_json_ cJSON *src = agent_state(c, m->src_node, m->src_pod);
+			_cleanup_json_ cJSON *dst = mig_agent_state(c, m->dst_node, m->dst_pod);
+			_cleanup_json_ cJSON *src = mig_agent_state(c, m->src_node, m->src_pod);
 			_cleanup_json_ cJSON *r = cJSON_CreateObject();
 			const char *ds = myce_json_str(dst, "state"), *ss = myce_json_str(src, "state");
 			if (ds && !strcmp(ds, "running")) {
@@ -592,7 +626,7 @@ int mig_recover(struct coord *c)
 	_cleanup_json_ cJSON *rows = db_query(c,
 		"SELECT m.id, m.app, m.mode, m.src_node, m.dst_node, m.src_pod, m.dst_pod, d.addr AS dst_addr, d.carried,"
 		" a.cmd FROM migrations m JOIN pods d ON d.id = m.dst_pod JOIN apps a ON a.name = m.app"
-		" WHERE m.outcome IS NULL");
+		" WHERE m.outcome IS NULL AND m.id NOT IN (SELECT migration_id FROM k8s_migrations)");
 	pthread_mutex_unlock(&c->lock);
 	int n = 0;
 	const cJSON *r;
@@ -617,5 +651,5 @@ int mig_recover(struct coord *c)
 		pthread_detach(t);
 		n++;
 	}
-	return n;
+	return n + k8s_mig_recover(c);
 }

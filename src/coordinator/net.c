@@ -11,7 +11,7 @@
 int net_services_init(struct coord *c, struct myce_error **err)
 {
 	/* "add" then "delete" makes the delete succeed whether or not the table existed. */
-	if (myce_nft_run("add table ip " MYCE_SVC_TABLE "\ndelete table ip " MYCE_SVC_TABLE "\n"
+	if (myce_nft_exec("add table ip " MYCE_SVC_TABLE "\ndelete table ip " MYCE_SVC_TABLE "\n"
 			 "add table ip " MYCE_SVC_TABLE "\n"
 			 "add map ip " MYCE_SVC_TABLE " endpoints { type ipv4_addr . inet_service : ipv4_addr . inet_service; }\n"
 			 "add chain ip " MYCE_SVC_TABLE " output { type nat hook output priority -100; }\n"
@@ -40,14 +40,14 @@ int net_service_set(const char *svc_ip, int port, const char *old_ep, const char
 					  : xstrdup("");
 	_cleanup_free_ char *cmd = xasprintf("%sadd element ip " MYCE_SVC_TABLE " endpoints { %s . %d : %s . %d }\n",
 					     del, svc_ip, port, ep_ip, port);
-	return myce_nft_run(cmd, err);
+	return myce_nft_exec(cmd, err);
 }
 
 int net_service_del(const char *svc_ip, int port, struct myce_error **err)
 {
 	_cleanup_free_ char *cmd = xasprintf("delete element ip " MYCE_SVC_TABLE " endpoints { %s . %d }\n",
 					     svc_ip, port);
-	return myce_nft_run(cmd, err);
+	return myce_nft_exec(cmd, err);
 }
 
 int net_route_addr(const char *addr, const char *via, struct myce_error **err)

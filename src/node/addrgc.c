@@ -67,7 +67,7 @@ static void release(struct node *n, long id, const char *addr, int conns, double
 	cJSON_AddStringToObject(body, "addr", addr);
 	cJSON_AddNumberToObject(body, "open_connections", conns);
 	_cleanup_error_ struct myce_error *e = NULL;
-	int st = myce_http_call("POST", url, n->token, body, 5000, NULL, &e);
+	int st = myce_http_call_ca("POST", url, n->token, n->ca_file, body, 5000, NULL, &e);
 	if (st != 200)
 		return; /* e.g. the app is migrating right now: try again later */
 	_cleanup_free_ char *ns = myce_pod_netns(id);

@@ -81,6 +81,16 @@ void *kl_worker_run(void *arg);
 int kl_exec_in_pod(pid_t agent_pid, const cJSON *argv, const cJSON *env, const char *logpath, int64_t deadline_us,
 		   int *status, struct myce_error **err);
 
+/* kubelet_target.c: the addresses a migration's target pod carries (a
+ * new array), or NULL when obj is not a target pod waiting for its
+ * checkpoint (no mycedrive.io/migration label or no valid annotation). */
+#define MYCE_KL_ANN_CARRIED "mycedrive.io/carried"
+cJSON *kl_target_carried(const cJSON *obj);
+/* True when the pod's application was checkpointed away by a completed
+ * migration (asked of the coordinator's `remove`, from the node): its
+ * deletion then skips the preStop hook. */
+bool kl_migrated_away(struct kl_worker *w, const char *container);
+
 /* kubelet_node.c */
 int kl_node_register(struct kubelet *k, struct myce_error **err);
 int kl_lease_start(struct kubelet *k, struct myce_error **err);

@@ -111,7 +111,7 @@ static cJSON *pod_env(const struct kl_worker *w, const struct myce_kpod *kp)
 	return env;
 }
 
-static int start_pod(struct kl_worker *w, const struct myce_kpod *kp, struct myce_error **err)
+static int start_pod(struct kl_worker *w, const struct myce_kpod *kp, const cJSON *obj, struct myce_error **err)
 {
 	_cleanup_json_ cJSON *spec = cJSON_CreateObject();
 	cJSON_AddNumberToObject(spec, "id", (double)w->local.id);
@@ -128,6 +128,12 @@ static int start_pod(struct kl_worker *w, const struct myce_kpod *kp, struct myc
 	cJSON_AddStringToObject(spec, "k8s_uid", w->uid);
 	if (kp->workdir)
 		cJSON_AddStringToObject(spec, "workdir", kp->workdir);
+	/* A migration's target: waits for the checkpoint, carries the source's addresses. */
+	cJSON *carried = kl_target_carried(obj);
+	if (carried) {
+		cJSON_AddItemToObject(spec, "carried", carried);
+		cJSON_AddBoolToObject(spec, "target", true);
+	}
 	struct pod *p;
 	if (pod_create(w->k->n, spec, &p, err) < 0)
 		return -1;
@@ -309,7 +315,7 @@ static void terminate(struct kl_worker *w, const struct myce_kpod *kp)
 	int64_t deadline = t0 + (int64_t)kp->grace_s * 1000000;
 	log_info("pod %s/%s: deleting (grace period %d s)", w->ns, w->name, kp->grace_s);
 	pid_t pid = w->local.id >= 0 ? agent_pid(w) : 0;
-	if (pid > 0 && kp->prestop) {
+	if (pid > 0 && kp->prestop && !kl_migrated_away(w, kp->container)) {
 		_cleanup_free_ char *dir = myce_pod_dir(w->local.id);
 		_cleanup_free_ char *logpath = xasprintf("%s/agent.log", dir);
 		int status = -1;
@@ -394,7 +400,7 @@ static void sync_pod(struct kl_worker *w, const struct myce_kpod *kp, const cJSO
 		w->local.restart_count++;
 		r->restart_at_us = 0;
 		_cleanup_error_ struct myce_error *e = NULL;
-		if (start_pod(w, kp, &e) < 0) {
+		if (start_pod(w, kp, obj, &e) < 0) {
 			log_error("pod %s/%s: restart: %s", w->ns, w->name, myce_error_msg(e));
 			r->restart_at_us = myce_now_us() + 5000000;
 		}
@@ -404,7 +410,7 @@ static void sync_pod(struct kl_worker *w, const struct myce_kpod *kp, const cJSO
 		_cleanup_kpod_ struct myce_kpod *kp2 = NULL;
 		/* With its address known, the pod's env (status.podIP) is complete. */
 		if (alloc_local(w, &e) < 0 || myce_kpod_parse(obj, w->local.addr, &kp2, &e) < 0 ||
-		    start_pod(w, kp2, &e) < 0) {
+		    start_pod(w, kp2, obj, &e) < 0) {
 			log_error("pod %s/%s: %s", w->ns, w->name, myce_error_msg(e));
 			r->error = xstrdup(myce_error_msg(e));
 			kl_event(w, "Warning", "Failed", "%s", r->error);

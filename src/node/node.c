@@ -78,6 +78,8 @@ static void handler(void *ctx, const struct myce_http_req *req, struct myce_http
 			return node_send(n, id, req->body, resp);
 		if (!strcmp(rest, "/restore") && !strcmp(m, "POST"))
 			return node_restore_local(n, id, resp);
+		if (!strcmp(rest, "/unlock") && !strcmp(m, "POST"))
+			return node_unlock(n, id, resp);
 	}
 	if (path_id(path, "/v1/migrations/", &id, &rest) && !*rest && !strcmp(m, "GET")) {
 		resp->json = node_send_record(n, id);
@@ -104,7 +106,7 @@ static int register_node(struct node *n, struct myce_error **err)
 	cJSON_AddStringToObject(body, "ip", n->ip);
 	for (int attempt = 0;; attempt++) {
 		_cleanup_error_ struct myce_error *e = NULL;
-		int st = myce_http_call("POST", url, n->token, body, 5000, NULL, &e);
+		int st = myce_http_call_ca("POST", url, n->token, n->ca_file, body, 5000, NULL, &e);
 		if (st == 200 || st == 201)
 			return 0;
 		if ((st >= 400 && st < 500) || attempt >= 150)
@@ -121,6 +123,7 @@ int main(int argc, char **argv)
 					     {"coordinator", required_argument, 0, 'c'},
 					     {"token-file", required_argument, 0, 't'},
 					     {"carry-max-s", required_argument, 0, 'm'},
+					     {"ca", required_argument, 0, 'a'},
 					     {"kubeconfig", required_argument, 0, 'k'},
 					     {"netns", required_argument, 0, 'N'},
 					     {0, 0, 0, 0}};
@@ -131,13 +134,14 @@ int main(int argc, char **argv)
 		case 'c': n.coord_url = optarg; break;
 		case 't': token_file = optarg; break;
 		case 'm': n.carry_max_s = atof(optarg); break;
+		case 'a': n.ca_file = optarg; break;
 		case 'k': kubeconfig = optarg; break;
 		case 'N': netns = optarg; break;
 		default: return 2;
 		}
 	}
 	if (!n.name || !n.coord_url || !token_file || (n.idx = myce_node_index(n.name)) < 0) {
-		fprintf(stderr, "usage: myce-node --name nodeN --coordinator URL --token-file F"
+		fprintf(stderr, "usage: myce-node --name nodeN --coordinator URL --token-file F [--ca FILE] [--carry-max-s S]"
 				" [--kubeconfig FILE [--netns NAME]]\n");
 		return 2;
 	}
@@ -188,7 +192,7 @@ int main(int argc, char **argv)
 	{
 		_cleanup_free_ char *url = xasprintf("%s/v1/pods", n.coord_url);
 		_cleanup_json_ cJSON *live = NULL;
-		if (myce_http_call("GET", url, n.token, NULL, 5000, &live, NULL) == 200)
+		if (myce_http_call_ca("GET", url, n.token, n.ca_file, NULL, 5000, &live, NULL) == 200)
 			pods_reconcile(&n, live);
 	}
 	struct kubelet *kubelet = NULL;

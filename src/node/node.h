@@ -45,6 +45,7 @@ struct node {
 	int idx;
 	char *ip;
 	char *coord_url;
+	char *ca_file;         /* CA that signed an https coordinator's certificate, or NULL */
 	char *token;
 	char *exe_dir;
 	pthread_mutex_t lock; /* protects pods and transfers */
@@ -81,6 +82,10 @@ void node_agent_status(struct node *n, long pod_id, struct myce_http_resp *resp)
 cJSON *node_transfer_get(struct node *n, long migration_id);
 /* {"state": "running"|"done", "result": {...}} or NULL when unknown. */
 cJSON *node_send_record(struct node *n, long migration_id);
+
+/* unlock.c: removes CRIU's network lock from a source pod whose
+ * application moved away (POST /v1/pods/{id}/unlock). */
+void node_unlock(struct node *n, long pod_id, struct myce_http_resp *resp);
 
 /* fault.c: test-only fault injection (MYCE_FAULT). */
 bool fault_fire(struct node *n, const char *name);

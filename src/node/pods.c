@@ -155,6 +155,10 @@ static int spawn_agent(struct node *n, struct pod *p, const cJSON *spec, pid_t *
 	argv[k++] = n->coord_url;
 	argv[k++] = "--token-file";
 	argv[k++] = tokpath;
+	if (n->ca_file) {
+		argv[k++] = "--ca";
+		argv[k++] = n->ca_file;
+	}
 	if (k8s_pod) {
 		argv[k++] = "--k8s-pod";
 		argv[k++] = (char *)k8s_pod;

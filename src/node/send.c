@@ -48,7 +48,7 @@ static void *handoff_thread(void *arg)
 	_cleanup_free_ char *url = xasprintf("%s/v1/migrations/%ld/handoff", h->n->coord_url, h->mid);
 	_cleanup_error_ struct myce_error *e = NULL;
 	int64_t t0 = myce_now_us();
-	h->status = myce_http_call("POST", url, h->n->token, NULL, 10000, NULL, &e);
+	h->status = myce_http_call_ca("POST", url, h->n->token, h->n->ca_file, NULL, 10000, NULL, &e);
 	h->ms = (double)(myce_now_us() - t0) / 1000.0;
 	if (h->status != 200)
 		h->error = xstrdup(myce_error_msg(e));
@@ -347,7 +347,7 @@ static void send_migration(struct node *n, long pod_id, const cJSON *req, struct
 	 * if it is unreachable, go on: a restarted coordinator asks us. */
 	if (pre && strcmp(pre, "off") != 0) {
 		_cleanup_free_ char *url = xasprintf("%s/v1/migrations/%ld/freeze", n->coord_url, mid);
-		myce_http_call("POST", url, n->token, NULL, 5000, NULL, NULL);
+		myce_http_call_ca("POST", url, n->token, n->ca_file, NULL, 5000, NULL, NULL);
 	}
 	_cleanup_json_ cJSON *ckreq = cJSON_CreateObject();
 	cJSON_AddStringToObject(ckreq, "op", "checkpoint");

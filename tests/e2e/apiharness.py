@@ -434,6 +434,7 @@ class Env:
         self.tmp = Path(tmp)
         self.proc = None
         self.fake = None
+        self.api = None
         self.ns = []
         self.log_path = self.tmp / "coordinator.log"
         remove_stale_namespaces()
@@ -460,6 +461,11 @@ class Env:
 
         self.token = os.urandom(16).hex()
         (self.tmp / "token").write_text(self.token + "\n")
+        self._start_coordinator(build)
+        self.fake = FakeNodes(self.nns, self.api, self.token)
+
+    def _start_coordinator(self, build):
+        self.build = build
         env = dict(os.environ)
         env.pop("MYCE_FAULT", None)
         # Sanitized builds: report, keep going, print stacks; the test reads the log.
@@ -475,13 +481,14 @@ class Env:
         # one, in its own namespace, is none of their business.
         exe = self.tmp / "api-coordinator"
         shutil.copy2(built, exe)
-        self.log = open(self.log_path, "w")
+        self.log = open(self.log_path, "a")
         self.proc = subprocess.Popen(
             ["ip", "netns", "exec", self.cns.name, str(exe), "--listen", f"127.0.0.1:{COORD_PORT}",
              "--db", str(self.tmp / "coordinator.db"), "--token-file", str(self.tmp / "token")],
             stdout=self.log, stderr=subprocess.STDOUT, env=env)
-        self.spec = Spec()
-        self.api = Api(self.cns, COORD_PORT, self.token, self.spec)
+        self.spec = getattr(self, "spec", None) or Spec()
+        if self.api is None:  # a restart keeps what the tests saw so far
+            self.api = Api(self.cns, COORD_PORT, self.token, self.spec)
         deadline = time.monotonic() + 20
         while True:
             if self.proc.poll() is not None:
@@ -494,7 +501,12 @@ class Env:
             if time.monotonic() > deadline:
                 raise RuntimeError(f"coordinator not up after 20 s: {self.log_text()}")
             time.sleep(0.02)
-        self.fake = FakeNodes(self.nns, self.api, self.token)
+
+    def restart(self):
+        """Stops the coordinator (SIGTERM) and starts it again on the same
+        database; the fake nodes keep serving."""
+        self.stop()
+        self._start_coordinator(self.build)
 
     def coord_nft(self, script):
         """nft in the coordinator's private namespace (never the host's)."""

@@ -56,15 +56,32 @@ def test_bad_input_is_refused_and_changes_nothing(make_cluster):
 
 
 def test_requests_without_token_are_refused(make_cluster):
+    """cluster up serves the API over TLS with a CA of its own: a client that
+    trusts it still needs the token; plain HTTP and an untrusting client get
+    nothing."""
     make_cluster(nodes=1)
-    import urllib.request, urllib.error
+    import ssl, urllib.request, urllib.error
+    ca = ssl.create_default_context(cafile="/run/mycedrive/ca.pem")
     for token in (None, "wrong"):
-        req = urllib.request.Request("http://10.77.0.1:7700/v1/apps")
+        req = urllib.request.Request("https://10.77.0.1:7700/v1/apps")
         if token:
             req.add_header("Authorization", f"Bearer {token}")
         try:
-            urllib.request.urlopen(req, timeout=5)
+            urllib.request.urlopen(req, timeout=5, context=ca)
             raise AssertionError("request without a valid token was accepted")
         except urllib.error.HTTPError as e:
             assert e.code == 401
             assert "token" in json.loads(e.read())["error"]
+    token = open("/run/mycedrive/token").read().strip()
+    req = urllib.request.Request("https://10.77.0.1:7700/v1/apps", headers={"Authorization": f"Bearer {token}"})
+    with urllib.request.urlopen(req, timeout=5, context=ca) as r:
+        assert r.status == 200 and isinstance(json.loads(r.read()), list)
+    # Without trusting the cluster's CA (the system's CAs only), or in clear text: refused.
+    for url, ctx in (("https://10.77.0.1:7700/v1/apps", ssl.create_default_context()),
+                     ("http://10.77.0.1:7700/v1/apps", None)):
+        req = urllib.request.Request(url, headers={"Authorization": f"Bearer {token}"})
+        try:
+            urllib.request.urlopen(req, timeout=5, context=ctx)
+            raise AssertionError(f"{url} answered without a verified TLS connection")
+        except (urllib.error.URLError, ConnectionError, OSError) as e:
+            assert not isinstance(e, urllib.error.HTTPError), e

@@ -29,11 +29,28 @@ def redis(svc, *args):
                           timeout=30).stdout.strip()
 
 
+def metrics():
+    """The coordinator's /metrics over the cluster's TLS: {(name, labels): value}."""
+    import ssl, urllib.request
+    token = (RUN_DIR / "token").read_text().strip()
+    req = urllib.request.Request("https://10.77.0.1:7700/metrics", headers={"Authorization": f"Bearer {token}"})
+    ctx = ssl.create_default_context(cafile=str(RUN_DIR / "ca.pem"))
+    with urllib.request.urlopen(req, timeout=10, context=ctx) as r:
+        text = r.read().decode()
+    out = {}
+    for line in text.splitlines():
+        if line and not line.startswith("#"):
+            name, value = line.rsplit(" ", 1)
+            out[name] = float(value)
+    return out
+
+
 def test_redis_round_trip_keeps_connection_and_writes(make_cluster, loadgen):
     c = make_cluster(nodes=3)
     app = c.run_redis()
     svc = app["svc_ip"]
     redis(svc, "debug", "populate", "20000", "pre", "64")
+    m0 = metrics()
     lg = loadgen("redis", f"{svc}:6379")
     migrations = []
     for to in ("node2", "node3", "node1"):
@@ -49,6 +66,17 @@ def test_redis_round_trip_keeps_connection_and_writes(make_cluster, loadgen):
         t = m["timings"]
         assert 0 < t["freeze_window_ms"] < 5000, t
         assert m["bytes_raw"] > 1_000_000
+    # The coordinator's histograms moved by the three migrations, and the bytes counters with them.
+    m1 = metrics()
+    for phase in ("prepare", "dump", "transfer", "restore", "freeze_window", "total"):
+        key = f'mycedrive_migration_phase_duration_seconds_count{{phase="{phase}"}}'
+        assert m1[key] - m0.get(key, 0) == 3, (phase, m0.get(key), m1[key])
+    window = sum(m["timings"]["freeze_window_ms"] for m in migrations) / 1000
+    key = 'mycedrive_migration_phase_duration_seconds_sum{phase="freeze_window"}'
+    assert abs(m1[key] - m0.get(key, 0) - window) < 1e-3
+    raw = "mycedrive_migration_bytes_raw_total"
+    assert m1[raw] - m0[raw] == sum(m["bytes_raw"] for m in migrations)
+    assert m1['mycedrive_migrations_total{outcome="completed"}'] == 3
     # The pod carries every address its predecessors had.
     pods = ctl_json("get", "pods")
     assert len(pods) == 1 and len(json.loads(pods[0]["carried"])) == 3

@@ -18,8 +18,8 @@
  * Nothing leaves the process.  The calls the coordinator makes to the
  * outside world are replaced at link time (-Wl,--wrap, see meson.build):
  *
- *   myce_http_call         -> a simulated node daemon + agent (node_mode), no socket
- *   myce_nft_run           -> succeeds (fails in NODE_BROKEN, NODE_OK_NET_FAIL), no nftables
+ *   myce_httpc_call        -> a simulated node daemon + agent (node_mode), no socket
+ *   myce_nft_exec          -> succeeds (fails in NODE_BROKEN, NODE_OK_NET_FAIL), no nftables
  *   myce_nl_route_replace  -> idem, no netlink
  *   myce_nl_route_del      -> nothing
  *   myce_tcp_connect       -> a /dev/null descriptor (the application is "ready")
@@ -90,9 +90,9 @@ static void call_api(const char *method, const char *path, cJSON *body, struct m
 	coord_api_handle(&C, &req, resp);
 }
 
-int __wrap_myce_http_call(const char *method, const char *url, const char *token, const cJSON *body,
+int __wrap_myce_httpc_call(const char *method, const char *url, const char *token, const cJSON *body,
 			  long timeout_ms, cJSON **out, struct myce_error **err);
-int __wrap_myce_http_call(const char *method, const char *url, const char *token, const cJSON *body,
+int __wrap_myce_httpc_call(const char *method, const char *url, const char *token, const cJSON *body,
 			  long timeout_ms, cJSON **out, struct myce_error **err)
 {
 	if (out)
@@ -231,8 +231,8 @@ int __wrap_myce_http_call(const char *method, const char *url, const char *token
 	return status;
 }
 
-int __wrap_myce_nft_run(const char *cmds, struct myce_error **err);
-int __wrap_myce_nft_run(const char *cmds, struct myce_error **err)
+int __wrap_myce_nft_exec(const char *cmds, struct myce_error **err);
+int __wrap_myce_nft_exec(const char *cmds, struct myce_error **err)
 {
 	if (node_mode == NODE_BROKEN || node_mode == NODE_OK_NET_FAIL)
 		return myce_error_set(err, EPERM, "fuzz: nft failed");

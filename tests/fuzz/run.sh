@@ -63,7 +63,10 @@ supp=""
 export UBSAN_OPTIONS="halt_on_error=1:print_stacktrace=1$supp:${UBSAN_OPTIONS:-}"
 echo "fuzz: $secs s, seeds $(ls tests/fuzz/corpus | wc -l), artifacts in $art"
 set +e
-"${fence[@]}" "$B/fuzz_api" -max_total_time="$secs" -timeout=60 -rss_limit_mb=4096 -max_len=4096 \
+# libFuzzer stops after max_total_time once the input in hand is done (each
+# bounded by -timeout); `timeout` bounds the whole run even if the harness
+# itself hangs.
+timeout --kill-after=10 $((secs + 120)) "${fence[@]}" "$B/fuzz_api" -max_total_time="$secs" -timeout=60 -rss_limit_mb=4096 -max_len=4096 \
 	-dict=tests/fuzz/api.dict -artifact_prefix="$art/" -error_exitcode=1 -timeout_exitcode=1 \
 	-print_final_stats=1 "$work" tests/fuzz/corpus 2>"$probe/fuzz.log"
 rc=$?

@@ -21,11 +21,13 @@ if not BUILD.is_absolute():
 CTL = BUILD / "mycectl"
 RUN_DIR = Path("/run/mycedrive")
 CLUSTER_LOCK = "/run/lock/mycedrive-cluster.lock"
-OUR_PROGRAMS = ("myce-node", "myce-agent", "myce-coordinator", "myce-link", "myce-proxy")
+OUR_PROGRAMS = ("myce-node", "myce-agent", "myce-coordinator", "myce-coordinator-k8s", "myce-link", "myce-proxy")
 
 
-def ctl(*args, check=True, timeout=300):
-    p = subprocess.run([str(CTL), *args], capture_output=True, text=True, timeout=timeout)
+def ctl(*args, check=True, timeout=300, env=None):
+    """mycectl; env: extra environment (e.g. MYCE_FAULT for the daemons it starts)."""
+    p = subprocess.run([str(CTL), *args], capture_output=True, text=True, timeout=timeout,
+                       env={**os.environ, **env} if env else None)
     if check and p.returncode != 0:
         pytest.fail(f"mycectl {' '.join(args)} failed ({p.returncode}): {p.stderr}{p.stdout}")
     return p
@@ -56,12 +58,12 @@ def leftovers():
 
 
 class Embedded:
-    def __init__(self, kubeconfig, nodes):
-        self.kubeconfig, self.nodes = kubeconfig, nodes
+    def __init__(self, kubeconfig, nodes, rate=0, env=None):
+        self.kubeconfig, self.nodes, self.rate, self.env = kubeconfig, nodes, rate, env
 
     def up(self):
-        p = ctl("cluster", "up", "--nodes", str(self.nodes), "--rate", "0", "--delay", "0",
-                "--kubeconfig", str(self.kubeconfig))
+        p = ctl("cluster", "up", "--nodes", str(self.nodes), "--rate", str(self.rate), "--delay", "0",
+                "--kubeconfig", str(self.kubeconfig), env=self.env)
         sys.stderr.write(p.stdout)
         self.state = json.loads((RUN_DIR / "cluster.json").read_text())
 
@@ -69,7 +71,7 @@ class Embedded:
         return self.state["node_pids"][int(node[4:]) - 1]
 
     def repair(self):
-        ctl("cluster", "up", "--nodes", str(self.nodes), "--kubeconfig", str(self.kubeconfig))
+        return ctl("cluster", "up", "--nodes", str(self.nodes), "--kubeconfig", str(self.kubeconfig))
         self.state = json.loads((RUN_DIR / "cluster.json").read_text())
 
     def down(self):
@@ -83,9 +85,28 @@ class Embedded:
 def embedded(controlplane):
     """An embedded cluster of 2 nodes in Kubernetes mode against the test
     control plane."""
+    yield from _embedded(Embedded(controlplane, 2))
+
+
+@pytest.fixture
+def make_embedded(controlplane):
+    """A factory: make_embedded(rate=MBIT, env={...}) brings the cluster up
+    (2 nodes) with shaped links and extra daemon environment; one per test."""
+    gens = []
+
+    def make(rate=0, env=None):
+        g = _embedded(Embedded(controlplane, 2, rate=rate, env=env))
+        gens.append(g)
+        return next(g)
+
+    yield make
+    for g in gens:
+        next(g, None)
+
+
+def _embedded(c):
     lockf = open(CLUSTER_LOCK, "w")
     fcntl.flock(lockf, fcntl.LOCK_EX)
-    c = Embedded(controlplane, 2)
     try:
         c.up()
         yield c

@@ -145,3 +145,47 @@ def test_up_refuses_without_the_session_lock(controlplane, tmp_path):
     assert p.returncode != 0
     assert "hold an exclusive flock" in p.stderr
     assert not state.exists()
+
+
+def test_down_refuses_without_the_session_lock(controlplane, tmp_path):
+    """Another session's control plane is not stopped by a caller without the
+    lock: the error says so and the state stays."""
+    state = tmp_path / "state"
+    (state / "pids").mkdir(parents=True)
+    p = subprocess.run(["bash", str(SCRIPT), "down"], capture_output=True, text=True, timeout=60,
+                       env={"PATH": "/usr/sbin:/usr/bin:/sbin:/bin",
+                            "MYCE_K8S_LOCK": str(tmp_path / "unheld.lock"),
+                            "MYCE_K8S_STATE_DIR": str(state)})
+    assert p.returncode != 0
+    assert "hold an exclusive flock" in p.stderr
+    assert (state / "pids").is_dir()
+
+
+def test_a_node_identity_is_held_to_its_own_node(controlplane, kubectl):
+    """A client certificate from `kubeconfig system:node:N system:nodes` is
+    that node's kubelet to the Node authorizer and the NodeRestriction
+    admission plugin: it may register its own Node and no other."""
+    name = f"own-{uuid.uuid4().hex[:8]}"
+    p = subprocess.run(["bash", str(SCRIPT), "kubeconfig", f"system:node:{name}", "system:nodes"],
+                       capture_output=True, text=True, timeout=60)
+    assert p.returncode == 0, p.stderr
+    node_kubectl = type(kubectl)(p.stdout.strip())
+    try:
+        own = node_kubectl.run("create", "-f", "-", input=json.dumps(
+            {"apiVersion": "v1", "kind": "Node", "metadata": {"name": name}}))
+        assert "created" in own.stdout
+        other = node_kubectl.run("create", "-f", "-", check=False, input=json.dumps(
+            {"apiVersion": "v1", "kind": "Node", "metadata": {"name": f"{name}-other"}}))
+        assert other.returncode != 0 and "Forbidden" in other.stderr, other.stderr
+        secrets = node_kubectl.run("get", "secrets", "-A", check=False)
+        assert secrets.returncode != 0 and "Forbidden" in secrets.stderr, secrets.stderr
+    finally:
+        kubectl.run("delete", "node", name, f"{name}-other", "--ignore-not-found", "--wait=false", check=False)
+
+
+def test_kubeconfig_refuses_a_bad_user_name(controlplane):
+    users = STATE / "users"
+    before = sorted(users.iterdir()) if users.exists() else []
+    p = subprocess.run(["bash", str(SCRIPT), "kubeconfig", "bad/name"], capture_output=True, text=True, timeout=60)
+    assert p.returncode != 0 and "USER must be" in p.stderr
+    assert (sorted(users.iterdir()) if users.exists() else []) == before
