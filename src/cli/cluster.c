@@ -534,6 +534,14 @@ static int cluster_create(struct cli *c, int nodes, double mbit, int delay_ms, b
 		}
 		if (r < 0)
 			return -1;
+		/* Kubernetes mode: a pod reaching a service whose endpoint is on
+		 * its own node.  With br_netfilter loaded, the host's DNAT of a
+		 * frame that arrived on the bridge happens at bridge level, and
+		 * the translated frame is bridged back out of the port it came
+		 * in by (hairpin), which a bridge port refuses by default. */
+		_cleanup_free_ char *port = myce_node_hostveth(i);
+		if (kubeconfig && MYCE_CMD(err, "ip", "link", "set", "dev", port, "type", "bridge_slave", "hairpin", "on") < 0)
+			return myce_error_wrap(err, "node%d: hairpin", i);
 	}
 
 	pid_t cp = start_coordinator(mbit, kubeconfig, err);

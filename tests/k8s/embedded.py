@@ -117,7 +117,7 @@ def _embedded(c):
             left = leftovers()
             assert not left, f"cluster down left things behind: {left}"
             # The Node objects it registered are gone too (their Leases with them).
-            kubectl = Kubectl(controlplane)
+            kubectl = Kubectl(c.kubeconfig)
             nodes = [n["metadata"]["name"] for n in kubectl.json("get", "nodes")["items"]]
             assert not [n for n in nodes if n.startswith("node")], f"Node objects left: {nodes}"
         finally:

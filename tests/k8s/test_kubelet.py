@@ -120,6 +120,21 @@ def test_deployment_service_prestop_replacement(embedded, kubectl, namespace, tm
     assert redis_try(cluster_ip, 6379, "SET", "k8s", "works") == "+OK"
     assert redis_try(cluster_ip, 6379, "GET", "k8s") == "works"
 
+    # A pod on the same node reaches the service too: masqueraded, its
+    # neighbour's reply comes back through the translation instead of
+    # around it.
+    client = {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "client"},
+              "spec": {"nodeName": node, "restartPolicy": "Never",
+                       "containers": [{"name": "cli", "image": "redis:7",
+                                       "command": ["redis-cli", "-h", cluster_ip, "-p", "6379",
+                                                   "set", "from-pod", "yes"]}]}}
+    kubectl.run("-n", ns, "apply", "-f", "-", input=json.dumps(client))
+    done = wait_until(lambda: (lambda p: p if p["status"].get("phase") in ("Succeeded", "Failed") else None)(
+        kubectl.json("-n", ns, "get", "pod", "client")), 30, "the client pod to finish")
+    assert done["status"]["phase"] == "Succeeded", done["status"]
+    assert redis_try(cluster_ip, 6379, "GET", "from-pod") == "yes"
+    kubectl.run("-n", ns, "delete", "pod", "client")
+
     # Deleting the pod runs its preStop hook inside the pod, stops it and
     # finalizes it; the ReplicaSet's replacement comes up and the service
     # follows it.
