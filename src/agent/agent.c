@@ -33,6 +33,7 @@ struct agent {
 	const char *ca_file; /* CA of an https coordinator, or NULL */
 	const char *k8s_pod; /* "namespace/name" in Kubernetes mode, else NULL */
 	const char *workdir; /* the application's working directory, or NULL */
+	const char *hostname; /* the pod's host name (default: the app's name) */
 	char *token;
 	char **cmd;
 	int app_pid;
@@ -335,6 +336,7 @@ int main(int argc, char **argv)
 		{"coordinator", required_argument, 0, 'c'}, {"token-file", required_argument, 0, 't'},
 		{"ca", required_argument, 0, 'A'},
 		{"k8s-pod", required_argument, 0, 'k'}, {"workdir", required_argument, 0, 'w'},
+		{"hostname", required_argument, 0, 'H'},
 		{0, 0, 0, 0}};
 	int c;
 	while ((c = getopt_long(argc, argv, "+", opts, NULL)) != -1) {
@@ -348,12 +350,14 @@ int main(int argc, char **argv)
 		case 'A': a.ca_file = optarg; break;
 		case 'k': a.k8s_pod = optarg; break;
 		case 'w': a.workdir = optarg; break;
+		case 'H': a.hostname = optarg; break;
 		default: return 2;
 		}
 	}
 	if (a.pod_id < 0 || !a.app || !a.node || !a.dir || !a.coord || !token_file || optind >= argc) {
 		fprintf(stderr, "usage: myce-agent --pod-id N --app NAME --node NODE --dir DIR "
-				"--coordinator URL --token-file F [--ca FILE] [--k8s-pod NS/NAME] [--workdir DIR] -- CMD [ARGS...]\n");
+				"--coordinator URL --token-file F [--ca FILE] [--k8s-pod NS/NAME] [--workdir DIR] [--hostname H]"
+				" -- CMD [ARGS...]\n");
 		return 2;
 	}
 	a.cmd = argv + optind;
@@ -376,7 +380,7 @@ int main(int argc, char **argv)
 	sigaddset(&a.sigs, SIGTERM);
 	sigaddset(&a.sigs, SIGINT);
 	sigprocmask(SIG_BLOCK, &a.sigs, NULL);
-	if (pod_mounts(a.app, &e) < 0) {
+	if (pod_mounts(a.hostname ? a.hostname : a.app, &e) < 0) {
 		log_error("pod %ld: %s", a.pod_id, myce_error_msg(e));
 		return 1;
 	}

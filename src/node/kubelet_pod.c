@@ -98,6 +98,19 @@ static int alloc_local(struct kl_worker *w, struct myce_error **err)
 	return rc;
 }
 
+/* The container's variables, then how the application or a hook finds the
+ * pod's agent (e.g. a preStop that asks it to checkpoint). */
+static cJSON *pod_env(const struct kl_worker *w, const struct myce_kpod *kp)
+{
+	cJSON *env = cJSON_Duplicate(kp->env, true);
+	_cleanup_free_ char *idvar = xasprintf("MYCE_POD_ID=%ld", w->local.id);
+	_cleanup_free_ char *sock = pod_agent_sock(w->local.id);
+	_cleanup_free_ char *sockvar = xasprintf("MYCE_AGENT_SOCK=%s", sock);
+	cJSON_AddItemToArray(env, cJSON_CreateString(idvar));
+	cJSON_AddItemToArray(env, cJSON_CreateString(sockvar));
+	return env;
+}
+
 static int start_pod(struct kl_worker *w, const struct myce_kpod *kp, const cJSON *obj, struct myce_error **err)
 {
 	_cleanup_json_ cJSON *spec = cJSON_CreateObject();
@@ -105,7 +118,11 @@ static int start_pod(struct kl_worker *w, const struct myce_kpod *kp, const cJSO
 	cJSON_AddStringToObject(spec, "app", kp->container);
 	cJSON_AddStringToObject(spec, "addr", w->local.addr);
 	cJSON_AddItemToObject(spec, "cmd", cJSON_Duplicate(kp->command, true));
-	cJSON_AddItemToObject(spec, "env", cJSON_Duplicate(kp->env, true));
+	cJSON_AddItemToObject(spec, "env", pod_env(w, kp));
+	/* Kubernetes' default host name of a pod: its name (a DNS label, at most 63). */
+	char host[64];
+	snprintf(host, sizeof(host), "%s", kp->name);
+	cJSON_AddStringToObject(spec, "hostname", host);
 	_cleanup_free_ char *podname = xasprintf("%s/%s", kp->ns, kp->name);
 	cJSON_AddStringToObject(spec, "k8s_pod", podname);
 	cJSON_AddStringToObject(spec, "k8s_uid", w->uid);
@@ -303,7 +320,8 @@ static void terminate(struct kl_worker *w, const struct myce_kpod *kp)
 		_cleanup_free_ char *logpath = xasprintf("%s/agent.log", dir);
 		int status = -1;
 		_cleanup_error_ struct myce_error *e = NULL;
-		if (kl_exec_in_pod(pid, kp->prestop, kp->env, logpath, deadline, &status, &e) < 0) {
+		_cleanup_json_ cJSON *env = pod_env(w, kp);
+		if (kl_exec_in_pod(pid, kp->prestop, env, logpath, deadline, &status, &e) < 0) {
 			log_warn("pod %s/%s: preStop hook: %s", w->ns, w->name, myce_error_msg(e));
 			kl_event(w, "Warning", "FailedPreStopHook", "PreStopHook failed: %s", myce_error_msg(e));
 		} else {
