@@ -17,7 +17,6 @@
 #include <sched.h>
 #include <signal.h>
 #include <string.h>
-#include <sys/mount.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 
@@ -167,10 +166,6 @@ static int cluster_down(bool quiet)
 	const char *fwd = myce_json_str(state, "ip_forward_before");
 	if (fwd)
 		write_str("/proc/sys/net/ipv4/ip_forward", fwd);
-	/* The pods' tmpfs (lazily: a pod's mount namespace that still exists
-	 * keeps its copy until it goes). */
-	if (umount2(MYCE_RUN_DIR "/pods", MNT_DETACH) < 0 && errno != EINVAL && errno != ENOENT)
-		fprintf(stderr, "mycectl: umount %s: %s\n", MYCE_RUN_DIR "/pods", strerror(errno));
 	myce_rm_rf(MYCE_RUN_DIR);
 	if (!quiet)
 		printf("cluster down (%d namespaces removed)\n", removed);
@@ -411,27 +406,11 @@ static int cluster_repair(struct cli *c, cJSON *state, struct myce_error **err)
 	return 0;
 }
 
-/* Pod directories (checkpoint images among them) live on their own tmpfs
- * with transparent huge pages: CRIU's dump writes and the destination's
- * rebuild write hundreds of MiB of page images inside the freeze, and on
- * these VMs fresh 4 KiB tmpfs pages cost ~2 ms per MiB (700 MiB: 1.0-1.6 s)
- * against 0.34 ms with 2 MiB pages (237 ms).  The price: each small file
- * takes a huge page while it exists.  Without THP for shmem the mount
- * fails and the pods stay on /run's tmpfs: slower, not wrong. */
-static void pods_tmpfs_mount(void)
-{
-	if (mount("mycedrive-pods", MYCE_RUN_DIR "/pods", "tmpfs", MS_NOSUID | MS_NODEV,
-		  "mode=0700,huge=always") < 0)
-		fprintf(stderr, "mycectl: no huge-page tmpfs for pods (%s); checkpoints use /run's\n",
-			strerror(errno));
-}
-
 static int cluster_create(struct cli *c, int nodes, double mbit, int delay_ms, struct myce_error **err)
 {
 	bool netem = delay_ms > 0 && have_netem();
 	if (myce_mkdir_p(MYCE_RUN_DIR "/logs", 0700) < 0 || myce_mkdir_p(MYCE_RUN_DIR "/pods", 0700) < 0)
 		return myce_error_errno(err, "create %s", MYCE_RUN_DIR);
-	pods_tmpfs_mount();
 
 	/* Token: 32 random bytes, hex. */
 	unsigned char rnd[32];
