@@ -376,6 +376,11 @@ static void send_migration(struct node *n, long pod_id, const cJSON *req, struct
 	}
 	copy_num(out, "freeze_start_wall_us", ck, "start_wall_us");
 	copy_num(out, "dump_ms", ck, "dump_ms");
+	/* Where the freeze goes, for the migration's record. */
+	cJSON *fd_detail = cJSON_AddObjectToObject(out, "freeze_detail");
+	if (cJSON_GetObjectItem(ck, "criu"))
+		cJSON_AddItemToObject(fd_detail, "criu_dump", cJSON_Duplicate(cJSON_GetObjectItem(ck, "criu"), true));
+	cJSON_AddNumberToObject(fd_detail, "warm_bytes", (double)myce_json_num(out, "warm_bytes", 0));
 	if (!myce_json_bool(ck, "ok", false)) {
 		const char *m = myce_json_str(ck, "error");
 		myce_stream_send_abort(fd, m ? m : "dump failed");
@@ -424,6 +429,12 @@ static void send_migration(struct node *n, long pod_id, const cJSON *req, struct
 	copy_num(out, "restore_start_wall_us", done, "start_wall_us");
 	copy_num(out, "restore_end_wall_us", done, "end_wall_us");
 	copy_num(out, "recv_ms", done, "recv_ms");
+	copy_num(fd_detail, "send_ms", out, "send_ms");
+	copy_num(fd_detail, "recv_ms", done, "recv_ms");
+	copy_num(fd_detail, "restore_ms", done, "restore_ms");
+	if (cJSON_GetObjectItem(done, "criu"))
+		cJSON_AddItemToObject(fd_detail, "criu_restore",
+				      cJSON_Duplicate(cJSON_GetObjectItem(done, "criu"), true));
 	cJSON_AddNumberToObject(out, "transfer_ms", myce_json_num(done, "recv_ms", myce_json_num(out, "send_ms", 0)));
 	if (!myce_json_bool(done, "ok", false)) {
 		const char *m = myce_json_str(done, "error");
