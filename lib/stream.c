@@ -661,6 +661,7 @@ struct receiver {
 	 * fails is searched for the corrupt stored block. */
 	struct ref_log { uint64_t off; struct myce_blockname name; } *refs;
 	size_t nrefs, refs_cap;
+	int64_t write_us, wait_us;
 };
 
 /* Name and largest accepted payload of each record type; a type without a
@@ -722,7 +723,9 @@ int myce_stream_read_record(int fd, void *buf, uint32_t cap, uint8_t *type, uint
 
 static int rcv_read(struct receiver *r, void *buf, size_t len, struct myce_error **err)
 {
+	int64_t t0 = myce_now_us();
 	int ret = myce_read_full(r->fd, buf, len);
+	r->wait_us += myce_now_us() - t0;
 	if (ret == -EPIPE)
 		return myce_error_set(err, EPIPE,
 				      "stream: truncated: connection closed after %" PRIu64 " bytes",
@@ -890,6 +893,7 @@ static int rcv_flush_iov(struct receiver *r, struct myce_error **err)
 	struct iovec *v = r->iov;
 	size_t n = r->niov;
 	r->niov = 0;
+	int64_t t0 = myce_now_us();
 	while (n > 0) {
 		ssize_t w = writev(r->out, v, (int)n);
 		if (w < 0 && errno == EINTR)
@@ -910,6 +914,7 @@ static int rcv_flush_iov(struct receiver *r, struct myce_error **err)
 			}
 		}
 	}
+	r->write_us += myce_now_us() - t0;
 	return 0;
 }
 
@@ -944,7 +949,9 @@ static int rcv_data(struct receiver *r, uint8_t type, uint32_t len, struct myce_
 	if (ret < 0)
 		return ret;
 	XXH3_64bits_update(&r->file, data, n);
+	int64_t tw = myce_now_us();
 	ret = myce_write_full(r->out, data, n);
+	r->write_us += myce_now_us() - tw;
 	if (ret < 0)
 		return myce_error_set(err, -ret, "stream: write %s: %s", r->name, strerror(-ret));
 	r->got += n;
@@ -1189,7 +1196,7 @@ int myce_stream_recv_files_ex(int fd, const struct myce_stream_dest *dests, size
 	if (stats)
 		*stats = (struct myce_stream_stats){ r.raw_done, r.wire_bytes, r.files,
 						     myce_now_us() - t0, r.ref_blocks,
-						     r.zero_blocks };
+						     r.zero_blocks, r.write_us, r.wait_us };
 	ZSTD_freeDCtx(r.dctx);
 	free(r.buf);
 	free(r.raw);

@@ -198,6 +198,7 @@ static void handle(struct node *n, int fd)
 	struct myce_warmmem *warmmem = precopy ? myce_warmmem_new(myce_blockstore_count(bs) * 4096) : NULL;
 	/* The dump happens now on the source; the stream follows. */
 	_cleanup_free_ char *meta = NULL;
+	size_t warm_bytes = myce_warmmem_bytes(warmmem);
 	int hr = myce_stream_recv_hello(fd, &meta, &e);
 	myce_warmmem_release(warmmem);
 	if (hr < 0)
@@ -233,6 +234,9 @@ static void handle(struct node *n, int fd)
 	if (myce_agentctl_call(sock, req, 60000, &res, &e) < 0)
 		return answer(fd, failure("restore", myce_error_msg(e)));
 	cJSON_AddNumberToObject(res, "recv_ms", recv_ms);
+	cJSON_AddNumberToObject(res, "recv_write_ms", (double)st.write_us / 1000.0);
+	cJSON_AddNumberToObject(res, "recv_wait_ms", (double)st.wait_us / 1000.0);
+	cJSON_AddNumberToObject(res, "warm_bytes", (double)warm_bytes);
 	if (!myce_json_bool(res, "ok", false)) {
 		cJSON_AddStringToObject(res, "failed_phase", "restore");
 	} else {

@@ -380,7 +380,7 @@ static void send_migration(struct node *n, long pod_id, const cJSON *req, struct
 	cJSON *fd_detail = cJSON_AddObjectToObject(out, "freeze_detail");
 	if (cJSON_GetObjectItem(ck, "criu"))
 		cJSON_AddItemToObject(fd_detail, "criu_dump", cJSON_Duplicate(cJSON_GetObjectItem(ck, "criu"), true));
-	cJSON_AddNumberToObject(fd_detail, "warm_bytes", (double)myce_json_num(out, "warm_bytes", 0));
+	cJSON_AddNumberToObject(fd_detail, "src_warm_bytes", (double)myce_json_num(out, "warm_bytes", 0));
 	if (!myce_json_bool(ck, "ok", false)) {
 		const char *m = myce_json_str(ck, "error");
 		myce_stream_send_abort(fd, m ? m : "dump failed");
@@ -432,6 +432,9 @@ static void send_migration(struct node *n, long pod_id, const cJSON *req, struct
 	copy_num(fd_detail, "send_ms", out, "send_ms");
 	copy_num(fd_detail, "recv_ms", done, "recv_ms");
 	copy_num(fd_detail, "restore_ms", done, "restore_ms");
+	copy_num(fd_detail, "recv_write_ms", done, "recv_write_ms");
+	copy_num(fd_detail, "recv_wait_ms", done, "recv_wait_ms");
+	copy_num(fd_detail, "dest_warm_bytes", done, "warm_bytes");
 	if (cJSON_GetObjectItem(done, "criu"))
 		cJSON_AddItemToObject(fd_detail, "criu_restore",
 				      cJSON_Duplicate(cJSON_GetObjectItem(done, "criu"), true));
