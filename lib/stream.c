@@ -662,6 +662,7 @@ struct receiver {
 	struct ref_log { uint64_t off; struct myce_blockname name; } *refs;
 	size_t nrefs, refs_cap;
 	int64_t write_us, wait_us;
+	size_t queued; /* bytes in iov */
 };
 
 /* Name and largest accepted payload of each record type; a type without a
@@ -893,6 +894,7 @@ static int rcv_flush_iov(struct receiver *r, struct myce_error **err)
 	struct iovec *v = r->iov;
 	size_t n = r->niov;
 	r->niov = 0;
+	r->queued = 0;
 	int64_t t0 = myce_now_us();
 	while (n > 0) {
 		ssize_t w = writev(r->out, v, (int)n);
@@ -918,8 +920,13 @@ static int rcv_flush_iov(struct receiver *r, struct myce_error **err)
 	return 0;
 }
 
+/* Bytes queued before a write: the rebuild keeps pace with the stream
+ * instead of writing a whole page file at its FILE_END. */
+#define WRITE_AT ((size_t)1 << 20)
+
 static void rcv_queue_block(struct receiver *r, const uint8_t *b)
 {
+	r->queued += BLK;
 	struct iovec *last = r->niov ? &r->iov[r->niov - 1] : NULL;
 	if (last && (const uint8_t *)last->iov_base + last->iov_len == b)
 		last->iov_len += BLK; /* the next block of the arena */
@@ -1026,7 +1033,7 @@ static int rcv_refs(struct receiver *r, uint8_t type, uint32_t len, struct myce_
 		rcv_queue_block(r, b);
 		r->got += BLK;
 		r->raw_done += BLK;
-		if (r->niov == IOV_MAX && (ret = rcv_flush_iov(r, err)) < 0)
+		if ((r->niov == IOV_MAX || r->queued >= WRITE_AT) && (ret = rcv_flush_iov(r, err)) < 0)
 			return ret;
 	}
 	r->ref_blocks += count;
