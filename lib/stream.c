@@ -383,7 +383,7 @@ static int send_page_data(struct sender *s, const struct entry *e, int fd, struc
 	if (lseek(fd, (off_t)e->size, SEEK_SET) < 0)
 		return myce_error_errno(err, "stream: seek %s", e->path);
 	if (e->size > 0) {
-		map = mmap(NULL, e->size, PROT_READ, MAP_SHARED | MAP_POPULATE, fd, 0);
+		map = mmap(NULL, e->size, PROT_READ, MAP_SHARED, fd, 0);
 		if (map == MAP_FAILED)
 			return myce_error_errno(err, "stream: map %s", e->path);
 		madvise(map, e->size, MADV_SEQUENTIAL);
@@ -392,6 +392,9 @@ static int send_page_data(struct sender *s, const struct entry *e, int fd, struc
 	for (uint64_t done = 0; done < e->size && r == 0;) {
 		size_t n = e->size - done < CHUNK ? (size_t)(e->size - done) : CHUNK;
 		const uint8_t *in = map + done;
+		/* Page tables a chunk at a time (not all up front): the first
+		 * records leave at once. */
+		madvise((void *)in, n, MADV_POPULATE_READ);
 		XXH3_64bits_update(&s->file, in, n);
 		size_t data_from = 0; /* start of the pending data run */
 		for (size_t off = 0; off + BLK <= n && r == 0; off += BLK) {
