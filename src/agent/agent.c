@@ -7,6 +7,7 @@
  * directory: checkpoint, restore, status. */
 #include "agentctl.h"
 #include "checkpoint.h"
+#include "criustats.h"
 #include "cluster.h"
 #include "http.h"
 #include "log.h"
@@ -148,6 +149,26 @@ static void criu_window(struct agent *a, bool enter)
 		reap(a);
 }
 
+/* CRIU's own account of the dump or restore, in ms, where it left one. */
+static void add_criu_stats(cJSON *r, const char *imgdir, bool dump)
+{
+	struct myce_criu_stats st;
+	if (myce_criu_stats_read(imgdir, dump, &st, NULL) < 0)
+		return;
+	cJSON *c = cJSON_AddObjectToObject(r, "criu");
+	if (dump) {
+		cJSON_AddNumberToObject(c, "freezing_ms", (double)st.freezing_us / 1000.0);
+		cJSON_AddNumberToObject(c, "frozen_ms", (double)st.frozen_us / 1000.0);
+		cJSON_AddNumberToObject(c, "memdump_ms", (double)st.memdump_us / 1000.0);
+		cJSON_AddNumberToObject(c, "memwrite_ms", (double)st.memwrite_us / 1000.0);
+		cJSON_AddNumberToObject(c, "pages_written", (double)st.pages_written);
+	} else {
+		cJSON_AddNumberToObject(c, "forking_ms", (double)st.forking_us / 1000.0);
+		cJSON_AddNumberToObject(c, "restore_ms", (double)st.restore_us / 1000.0);
+		cJSON_AddNumberToObject(c, "pages_restored", (double)st.pages_restored);
+	}
+}
+
 static cJSON *op_checkpoint(struct agent *a, const cJSON *req)
 {
 	cJSON *r = cJSON_CreateObject();
@@ -175,6 +196,7 @@ static cJSON *op_checkpoint(struct agent *a, const cJSON *req)
 		log_error("pod %ld: %s", a->pod_id, myce_error_msg(e));
 	} else {
 		a->state = APP_CHECKPOINTED;
+		add_criu_stats(r, imgdir, true);
 		log_info("pod %ld: checkpointed pid %d in %.1f ms", a->pod_id, a->app_pid, res.ms);
 	}
 	return r;
@@ -212,6 +234,7 @@ static cJSON *op_restore(struct agent *a, const cJSON *req)
 	} else {
 		a->app_pid = res.pid;
 		a->state = APP_RUNNING;
+		add_criu_stats(r, imgdir, false);
 		cJSON_AddNumberToObject(r, "pid", res.pid);
 		log_info("pod %ld: restored pid %d in %.1f ms", a->pod_id, res.pid, res.ms);
 	}
