@@ -209,13 +209,14 @@ static int verified(const uint8_t *p, const struct myce_blockname *name, const u
 int myce_blockstore_read(const struct myce_blockstore *bs, const struct myce_blockname *name,
 			 const uint8_t **block)
 {
-	if (myce_blockname_eq(name, zero_name_get())) {
-		*block = zero_block;
+	const uint8_t *p;
+	int rc = myce_blockstore_peek(bs, name, &p);
+	if (rc < 0)
+		return rc;
+	if (p == zero_block) {
+		*block = p;
 		return 0;
 	}
-	const uint8_t *p = myce_blockstore_get(bs, name);
-	if (!p)
-		return -ENOENT;
 	return verified(p, name, block);
 }
 
@@ -224,14 +225,12 @@ int myce_blockstore_read_seq(const struct myce_blockstore *bs, uint64_t seq,
 {
 	if (seq >= bs->nseq)
 		return -ENOENT;
-	uint32_t b = bs->seq[seq];
-	const struct myce_blockname *name = &bs->names[b];
+	const uint8_t *p;
+	struct myce_blockname name;
+	int rc = myce_blockstore_peek_seq(bs, seq, &p, &name);
 	if (name_out)
-		*name_out = *name;
-	/* Removed meanwhile? (The index no longer points at this block.) */
-	if (bs->slots[find_slot(bs, name)] != b + 1)
-		return -ENOENT;
-	return verified(bs->arena + (size_t)b * MYCE_BLOCK_SIZE, name, block);
+		*name_out = name; /* also for a block removed meanwhile */
+	return rc < 0 ? rc : verified(p, &name, block);
 }
 
 int myce_blockstore_peek_seq(const struct myce_blockstore *bs, uint64_t seq,

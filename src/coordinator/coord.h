@@ -72,6 +72,10 @@ int mig_recover(struct coord *c);
  * what the nodes know after a restart of the coordinator. */
 void mig_crash_point(const char *name);
 void mig_set_phase(struct coord *c, long id, const char *phase);
+/* The same taking the lock; and the end state (outcome, reason, result;
+ * app: the embedded application no longer migrating, or NULL). */
+void mig_phase(struct coord *c, long id, const char *phase);
+void mig_finish(struct coord *c, long id, const char *app, const char *outcome, const char *reason, const cJSON *result);
 void mig_route_carried(long id, const cJSON *carried, const char *node);
 const char *mig_send_phase(const char *mode);
 int mig_send(struct coord *c, long id, const char *src_node, long src_pod, const char *dst_node, long dst_pod,

@@ -92,25 +92,12 @@ static struct kmig *kmig_load(struct coord *c, long id)
 
 static void phase(struct kmig *m, const char *p)
 {
-	pthread_mutex_lock(&m->c->lock);
-	mig_set_phase(m->c, m->id, p);
-	pthread_mutex_unlock(&m->c->lock);
+	mig_phase(m->c, m->id, p);
 }
 
 static void finish(struct kmig *m, const char *outcome, const char *reason, const cJSON *result)
 {
-	struct coord *c = m->c;
-	_cleanup_free_ char *res = result ? cJSON_PrintUnformatted(result) : NULL;
-	pthread_mutex_lock(&c->lock);
-	mig_set_phase(c, m->id, outcome);
-	db_exec(c, NULL, "UPDATE migrations SET outcome = %Q, reason = %Q, result = COALESCE(%Q, result) WHERE id = %ld",
-		outcome, reason, res, m->id);
-	pthread_cond_broadcast(&c->changed);
-	pthread_mutex_unlock(&c->lock);
-	if (reason)
-		log_error("migration %ld: %s: %s", m->id, outcome, reason);
-	else
-		log_info("migration %ld: %s", m->id, outcome);
+	mig_finish(m->c, m->id, NULL, outcome, reason, result);
 }
 
 /* T must never serve once we give up: the API object goes first (so its

@@ -59,26 +59,38 @@ void mig_set_phase(struct coord *c, long id, const char *phase)
 	log_info("migration %ld: phase %s", id, phase);
 }
 
+void mig_phase(struct coord *c, long id, const char *p)
+{
+	pthread_mutex_lock(&c->lock);
+	mig_set_phase(c, id, p);
+	pthread_mutex_unlock(&c->lock);
+}
+
 static void phase(struct mig *m, const char *p)
 {
-	pthread_mutex_lock(&m->c->lock);
-	mig_set_phase(m->c, m->id, p);
-	pthread_mutex_unlock(&m->c->lock);
+	mig_phase(m->c, m->id, p);
+}
+
+void mig_finish(struct coord *c, long id, const char *app, const char *outcome, const char *reason, const cJSON *result)
+{
+	_cleanup_free_ char *res = result ? cJSON_PrintUnformatted(result) : NULL;
+	pthread_mutex_lock(&c->lock);
+	mig_set_phase(c, id, outcome);
+	db_exec(c, NULL, "UPDATE migrations SET outcome = %Q, reason = %Q, result = COALESCE(%Q, result) WHERE id = %ld",
+		outcome, reason, res, id);
+	if (app)
+		db_exec(c, NULL, "UPDATE apps SET migrating = 0 WHERE name = %Q", app);
+	pthread_cond_broadcast(&c->changed);
+	pthread_mutex_unlock(&c->lock);
+	if (reason)
+		log_error("migration %ld: %s: %s", id, outcome, reason);
+	else
+		log_info("migration %ld: %s", id, outcome);
 }
 
 static void finish(struct mig *m, const char *outcome, const char *reason, const cJSON *result)
 {
-	struct coord *c = m->c;
-	_cleanup_free_ char *res = result ? cJSON_PrintUnformatted(result) : NULL;
-	pthread_mutex_lock(&c->lock);
-	mig_set_phase(c, m->id, outcome);
-	db_exec(c, NULL, "UPDATE migrations SET outcome = %Q, reason = %Q, result = %Q WHERE id = %ld;"
-			 "UPDATE apps SET migrating = 0 WHERE name = %Q;",
-		outcome, reason, res, m->id, m->app);
-	pthread_cond_broadcast(&c->changed);
-	pthread_mutex_unlock(&c->lock);
-	if (reason)
-		log_error("migration %ld: %s: %s", m->id, outcome, reason);
+	mig_finish(m->c, m->id, m->app, outcome, reason, result);
 }
 
 void mig_route_carried(long id, const cJSON *carried, const char *node)
