@@ -4,12 +4,16 @@ down afterwards, also on failure, with a check that nothing is left behind."""
 
 import json
 import os
+import sys
 import signal
 import subprocess
 import time
 from pathlib import Path
 
 import pytest
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from leftovers import leftovers as _leftovers  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[2]
 BUILD = Path(os.environ.get("MYCE_BUILD_DIR", "build"))
@@ -46,28 +50,8 @@ def ctl_json(*args, **kw):
 
 
 def leftovers():
-    """What of ours still exists: namespaces, links, nft table, processes."""
-    found = []
-    ns = subprocess.run(["ip", "netns", "list"], capture_output=True, text=True).stdout
-    found += [f"netns {l.split()[0]}" for l in ns.splitlines() if l.startswith("myce-")]
-    links = subprocess.run(["ip", "-o", "link", "show"], capture_output=True, text=True).stdout
-    found += [f"link {l.split(':')[1].strip()}" for l in links.splitlines()
-              if l.split(":")[1].strip().split("@")[0].startswith(("myce", "mycp"))]
-    nft = subprocess.run(["nft", "list", "tables"], capture_output=True, text=True).stdout
-    found += [f"nft {l}" for l in nft.splitlines() if "mycedrive" in l or "myce-" in l]
-    for pid in os.listdir("/proc"):
-        if not pid.isdigit():
-            continue
-        try:
-            exe = os.readlink(f"/proc/{pid}/exe")
-        except OSError:
-            continue
-        exe = exe.replace(" (deleted)", "")
-        if exe.startswith(str(BUILD) + "/") and os.path.basename(exe) in ("myce-node", "myce-agent", "myce-coordinator", "myce-link"):
-            found.append(f"process {pid} {exe}")
-    if RUN_DIR.exists():
-        found.append(f"dir {RUN_DIR}")
-    return found
+    """What of ours still exists (tests/leftovers.py)."""
+    return _leftovers(BUILD)
 
 
 class Cluster:

@@ -15,13 +15,15 @@ import pytest
 
 from k8senv import REPO, Kubectl
 
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from leftovers import leftovers as _leftovers  # noqa: E402
+
 BUILD = Path(os.environ.get("MYCE_BUILD_DIR", "build"))
 if not BUILD.is_absolute():
     BUILD = REPO / BUILD
 CTL = BUILD / "mycectl"
 RUN_DIR = Path("/run/mycedrive")
 CLUSTER_LOCK = "/run/lock/mycedrive-cluster.lock"
-OUR_PROGRAMS = ("myce-node", "myce-agent", "myce-coordinator", "myce-coordinator-k8s", "myce-link", "myce-proxy")
 
 
 def ctl(*args, check=True, timeout=300, env=None):
@@ -34,27 +36,8 @@ def ctl(*args, check=True, timeout=300, env=None):
 
 
 def leftovers():
-    """Namespaces, links, nft tables, processes and state of the embedded cluster."""
-    found = []
-    ns = subprocess.run(["ip", "netns", "list"], capture_output=True, text=True).stdout
-    found += [f"netns {l.split()[0]}" for l in ns.splitlines() if l.startswith("myce-")]
-    links = subprocess.run(["ip", "-o", "link", "show"], capture_output=True, text=True).stdout
-    found += [f"link {l.split(':')[1].strip()}" for l in links.splitlines()
-              if l.split(":")[1].strip().split("@")[0].startswith(("myce", "mycp"))]
-    nft = subprocess.run(["nft", "list", "tables"], capture_output=True, text=True).stdout
-    found += [f"nft {l}" for l in nft.splitlines() if "mycedrive" in l or "myce-" in l]
-    for pid in os.listdir("/proc"):
-        if not pid.isdigit():
-            continue
-        try:
-            exe = os.readlink(f"/proc/{pid}/exe").replace(" (deleted)", "")
-        except OSError:
-            continue
-        if exe.startswith(str(BUILD) + "/") and os.path.basename(exe) in OUR_PROGRAMS:
-            found.append(f"process {pid} {exe}")
-    if RUN_DIR.exists():
-        found.append(f"dir {RUN_DIR}")
-    return found
+    """What of ours still exists (tests/leftovers.py)."""
+    return _leftovers(BUILD)
 
 
 class Embedded:
