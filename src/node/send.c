@@ -358,6 +358,10 @@ static void send_migration(struct node *n, long pod_id, const cJSON *req, struct
 	}
 	copy_num(out, "freeze_start_wall_us", ck, "start_wall_us");
 	copy_num(out, "dump_ms", ck, "dump_ms");
+	/* Which processes the one dump froze (every container of the pod). */
+	const cJSON *procs = cJSON_GetObjectItem(ck, "processes");
+	if (procs)
+		cJSON_AddItemToObject(out, "dumped_processes", cJSON_Duplicate(procs, true));
 	if (!myce_json_bool(ck, "ok", false)) {
 		const char *m = myce_json_str(ck, "error");
 		myce_stream_send_abort(fd, m ? m : "dump failed");
