@@ -21,7 +21,7 @@ if not BUILD.is_absolute():
 CTL = BUILD / "mycectl"
 RUN_DIR = Path("/run/mycedrive")
 CLUSTER_LOCK = "/run/lock/mycedrive-cluster.lock"
-OUR_PROGRAMS = ("myce-node", "myce-agent", "myce-coordinator", "myce-coordinator-k8s", "myce-link", "myce-proxy")
+OUR_PROGRAMS = ("myce-node", "myce-agent", "myce-podinit", "myce-coordinator", "myce-coordinator-k8s", "myce-link", "myce-proxy")
 
 
 def ctl(*args, check=True, timeout=300, env=None):

@@ -1,0 +1,114 @@
+"""A pod of several containers migrates as a whole (issue 5): a Deployment
+whose pod runs Redis and a sidecar that keeps its own state in memory and
+talks to Redis over localhost (tests/k8s/sidecar_counter.py) moves node1 ->
+node2 through the real controllers while a client writes through the
+Service.  Both containers' state survives, the client's and the sidecar's
+connections survive, and one CRIU dump froze every process of both."""
+
+import json
+import socket
+from pathlib import Path
+
+from embedded import make_embedded, redis_try  # noqa: F401 (fixture)
+from k8senv import wait_until
+from test_pod_migrate import PodWatch, Writer, check_writes, events, ready, start_migration
+
+SIDECAR = Path(__file__).resolve().parent / "sidecar_counter.py"
+REDIS = ["redis-server", "--port", "6379", "--bind", "0.0.0.0", "--save", "", "--appendonly", "no",
+         "--protected-mode", "no"]
+
+
+def manifest(name):
+    return json.dumps({"apiVersion": "v1", "kind": "List", "items": [
+        {"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": name},
+         "spec": {"replicas": 1, "selector": {"matchLabels": {"app": name}},
+                  "template": {"metadata": {"labels": {"app": name}},
+                               "spec": {"terminationGracePeriodSeconds": 5, "containers": [
+                                   {"name": "redis", "image": "redis:7", "command": REDIS[:1], "args": REDIS[1:],
+                                    "readinessProbe": {"tcpSocket": {"port": 6379}, "periodSeconds": 1}},
+                                   {"name": "counter", "image": "python:3-slim",
+                                    "command": ["/usr/bin/python3", str(SIDECAR)], "args": ["$(STATUS_PORT)"],
+                                    "env": [{"name": "STATUS_PORT", "value": "7000"},
+                                            {"name": "REDIS_PORT", "value": "6379"}],
+                                    "ports": [{"name": "status", "containerPort": 7000}],
+                                    "readinessProbe": {"tcpSocket": {"port": "status"}, "periodSeconds": 1}}]}}}},
+        {"apiVersion": "v1", "kind": "Service", "metadata": {"name": name},
+         "spec": {"selector": {"app": name}, "ports": [{"port": 6379, "targetPort": 6379}]}},
+    ]})
+
+
+def sidecar(addr):
+    """The sidecar's own report, or None while it cannot be reached."""
+    try:
+        with socket.create_connection((addr, 7000), timeout=5) as s:
+            return json.loads(s.makefile().readline())
+    except (OSError, ValueError):
+        return None
+
+
+def test_two_container_pod_migrates_as_a_whole(make_embedded, kubectl, namespace):
+    ns = namespace
+    make_embedded(rate=0)
+    watch = PodWatch(kubectl.kubeconfig, ns)
+    try:
+        kubectl.run("cordon", "node2")
+        try:
+            kubectl.run("-n", ns, "apply", "-f", "-", input=manifest("duo"))
+            s = wait_until(lambda: [p for p in kubectl.json("-n", ns, "get", "pods", "-l", "app=duo")["items"]
+                                    if ready(p)], 90, "a Ready pod of two containers")[0]
+        finally:
+            kubectl.run("uncordon", "node2")
+        assert s["spec"]["nodeName"] == "node1"
+        assert [c["name"] for c in s["status"]["containerStatuses"]] == ["redis", "counter"]
+        assert all(c["ready"] and "running" in c["state"] for c in s["status"]["containerStatuses"])
+        cluster_ip = kubectl.json("-n", ns, "get", "service", "duo")["spec"]["clusterIP"]
+        wait_until(lambda: redis_try(cluster_ip, 6379, "PING") == "+PONG", 30, "the service to answer")
+        before = wait_until(lambda: (lambda r: r if r and r["count"] > 100 else None)(sidecar(s["status"]["podIP"])),
+                            30, "the sidecar to be counting")
+        assert before["mismatches"] == 0 and before["errors"] == 0, before
+
+        w = Writer(cluster_ip)
+        wait_until(lambda: len(w.acked) > 50, 20, "the writer to be under way")
+        mig = start_migration(s["metadata"]["name"], ns, mode="live")
+        out, err = mig.communicate(timeout=300)
+        m = json.loads(out)
+        assert m["outcome"] == "completed", (m, err)
+        t_name = m["kubernetes"]["target_pod"]
+
+        # One dump froze the pod's whole tree: pod-init, Redis and the sidecar.
+        comms = [p["comm"] for p in m["dumped_processes"]]
+        assert comms[0] == "myce-podinit", comms
+        assert "redis-server" in comms and "python3" in comms, comms
+        assert len({p["pid"] for p in m["dumped_processes"]}) == len(comms)
+
+        wait_until(lambda: kubectl.run("-n", ns, "get", "pod", s["metadata"]["name"], check=False).returncode != 0,
+                   60, "the ReplicaSet to delete the source pod")
+        t = wait_until(lambda: (lambda p: p if ready(p) else None)(kubectl.json("-n", ns, "get", "pod", t_name)),
+                       30, "the target pod to be Ready")
+        assert t["spec"]["nodeName"] == "node2"
+        cs = t["status"]["containerStatuses"]
+        assert [c["name"] for c in cs] == ["redis", "counter"]
+        assert all(c["ready"] and c["restartCount"] == 0 for c in cs), cs
+        assert "MigrationCompleted" in events(kubectl, ns, s["metadata"]["name"])
+
+        # The sidecar is the same process (same boot token), it went on
+        # counting on its one localhost connection, and Redis agrees with
+        # every count it made: both containers were cut at the same moment.
+        after = wait_until(lambda: (lambda r: r if r and r["count"] > before["count"] + 100 else None)(
+            sidecar(t["status"]["podIP"])), 30, "the sidecar to count on node2")
+        assert after["boot"] == before["boot"], (before, after)
+        assert after["mismatches"] == 0 and after["errors"] == 0 and after["reconnects"] == 0, after
+        ticks = int(redis_try(cluster_ip, 6379, "GET", "sidecar:ticks"))
+        assert ticks >= after["value"] >= before["value"] + 100
+
+        # Redis's state and the client's connection survived.
+        n = len(w.acked)
+        wait_until(lambda: len(w.acked) > n + 50, 20, "writes after the migration")
+        w.stop()
+        check_writes(w, cluster_ip)
+        print(f"longest gap {w.max_gap * 1000:.0f} ms, timings {m['timings']}, dumped {comms}")
+        assert watch.uids == {s["metadata"]["uid"], t["metadata"]["uid"]}, watch.lines
+    finally:
+        watch.stop()
+        kubectl.run("-n", ns, "delete", "deployment,service", "duo", "--wait=false", check=False)
+        wait_until(lambda: not kubectl.json("-n", ns, "get", "pods")["items"], 60, "the pods to be deleted")
