@@ -71,6 +71,7 @@ def test_two_container_pod_migrates_as_a_whole(make_embedded, kubectl, namespace
         wait_until(lambda: len(w.acked) > 50, 20, "the writer to be under way")
         mig = start_migration(s["metadata"]["name"], ns, mode="live")
         out, err = mig.communicate(timeout=300)
+        assert out, f"mycectl migrate: {err}"
         m = json.loads(out)
         assert m["outcome"] == "completed", (m, err)
         t_name = m["kubernetes"]["target_pod"]
