@@ -205,7 +205,9 @@ char *myce_ksvc_nft_delete(const char *table)
 	return xasprintf("add table ip %s\ndelete table ip %s\n", table, table);
 }
 
-char *myce_ksvc_nft(const struct myce_ksvc_map *m, const char *table)
+#define MASQ_MARK "0x4000"
+
+char *myce_ksvc_nft(const struct myce_ksvc_map *m, const char *table, const char *masq_cidr)
 {
 	struct buf b = {0};
 	const char *t = table;
@@ -221,6 +223,10 @@ char *myce_ksvc_nft(const struct myce_ksvc_map *m, const char *table)
 	bprintf(&b, "add chain ip %s filter-forward { type filter hook forward priority -10; }\n", t);
 	bprintf(&b, "add rule ip %s filter-output ip daddr . meta l4proto . th dport @no-endpoints reject\n", t);
 	bprintf(&b, "add rule ip %s filter-forward ip daddr . meta l4proto . th dport @no-endpoints reject\n", t);
+	if (masq_cidr) {
+		bprintf(&b, "add chain ip %s postrouting { type nat hook postrouting priority 110; }\n", t);
+		bprintf(&b, "add rule ip %s postrouting meta mark & " MASQ_MARK " == " MASQ_MARK " masquerade\n", t);
+	}
 	for (int i = 0; i < m->n; i++) {
 		const struct myce_ksvc_entry *e = &m->e[i];
 		if (!e->n_eps) {
@@ -230,6 +236,9 @@ char *myce_ksvc_nft(const struct myce_ksvc_map *m, const char *table)
 		/* Chain names from the index: service names may not fit nft's identifiers. */
 		bprintf(&b, "add chain ip %s svc-%d { comment \"%s\"; }\n", t, i, e->id);
 		bprintf(&b, "add element ip %s services { %s . %s . %d : goto svc-%d }\n", t, e->ip, e->proto, e->port, i);
+		if (masq_cidr)
+			bprintf(&b, "add rule ip %s svc-%d ip saddr %s meta mark set meta mark | " MASQ_MARK "\n", t, i,
+				masq_cidr);
 		if (e->n_eps == 1) {
 			bprintf(&b, "add rule ip %s svc-%d meta l4proto %s dnat to %s:%d\n", t, i, e->proto, e->eps[0].ip,
 				e->eps[0].port);

@@ -34,8 +34,12 @@ struct myce_ksvc_map {
  * Entries and endpoints are sorted, so equal inputs give equal rules. */
 struct myce_ksvc_map *myce_ksvc_compute(const cJSON *services, const cJSON *slices);
 void myce_ksvc_map_free(struct myce_ksvc_map *m);
-/* One nft transaction that replaces table `ip <table>` with the map's rules. */
-char *myce_ksvc_nft(const struct myce_ksvc_map *m, const char *table);
+/* One nft transaction that replaces table `ip <table>` with the map's rules.
+ * masq_cidr (may be NULL): connections from these sources (the pods) to a
+ * service are masqueraded, so that the reply comes back through this
+ * namespace even when the endpoint is the client itself or its neighbour
+ * on the same node, which would otherwise answer directly, un-translated. */
+char *myce_ksvc_nft(const struct myce_ksvc_map *m, const char *table, const char *masq_cidr);
 /* Deletes table `ip <table>` (also when it does not exist). */
 char *myce_ksvc_nft_delete(const char *table);
 

@@ -37,6 +37,7 @@ struct agent {
 	const char *ca_file; /* CA of an https coordinator, or NULL */
 	const char *k8s_pod; /* "namespace/name" in Kubernetes mode, else NULL */
 	const char *workdir; /* the application's working directory, or NULL */
+	const char *hostname; /* the pod's host name (default: the app's name) */
 	char *token;
 	char **cmd;
 	/* A pod of several containers (--containers): cmd runs myce-podinit,
@@ -462,7 +463,7 @@ int main(int argc, char **argv)
 		{"coordinator", required_argument, 0, 'c'}, {"token-file", required_argument, 0, 't'},
 		{"ca", required_argument, 0, 'A'},
 		{"k8s-pod", required_argument, 0, 'k'}, {"workdir", required_argument, 0, 'w'},
-		{"containers", required_argument, 0, 'C'},
+		{"hostname", required_argument, 0, 'H'}, {"containers", required_argument, 0, 'C'},
 		{0, 0, 0, 0}};
 	const char *containers = NULL;
 	int c;
@@ -477,14 +478,15 @@ int main(int argc, char **argv)
 		case 'A': a.ca_file = optarg; break;
 		case 'k': a.k8s_pod = optarg; break;
 		case 'w': a.workdir = optarg; break;
+		case 'H': a.hostname = optarg; break;
 		case 'C': containers = optarg; break;
 		default: return 2;
 		}
 	}
 	if (a.pod_id < 0 || !a.app || !a.node || !a.dir || !a.coord || !token_file || (optind >= argc && !containers)) {
 		fprintf(stderr, "usage: myce-agent --pod-id N --app NAME --node NODE --dir DIR "
-				"--coordinator URL --token-file F [--ca FILE] [--k8s-pod NS/NAME] [--workdir DIR] "
-				"{-- CMD [ARGS...] | --containers FILE}\n");
+				"--coordinator URL --token-file F [--ca FILE] [--k8s-pod NS/NAME] [--workdir DIR] [--hostname H]"
+				" {-- CMD [ARGS...] | --containers FILE}\n");
 		return 2;
 	}
 	a.cmd = argv + optind;
@@ -515,7 +517,7 @@ int main(int argc, char **argv)
 	/* Unblocked around CRIU calls (criu_window): must not kill us then. */
 	signal(MYCE_PODINIT_SIG, ignore_signal);
 	sigprocmask(SIG_BLOCK, &a.sigs, NULL);
-	if (pod_mounts(a.app, &e) < 0) {
+	if (pod_mounts(a.hostname ? a.hostname : a.app, &e) < 0) {
 		log_error("pod %ld: %s", a.pod_id, myce_error_msg(e));
 		return 1;
 	}

@@ -98,6 +98,13 @@ static void stop_pid(pid_t pid, const char *exe_name, int grace_ms)
 		kill(pid, SIGKILL);
 }
 
+/* A running coordinator's program, whichever of the two it is (see
+ * coord_exe()): stopping and repairing find it under either name. */
+static const char *coordinator_exe(pid_t pid)
+{
+	return myce_pid_runs(pid, "myce-coordinator-k8s") ? "myce-coordinator-k8s" : "myce-coordinator";
+}
+
 /* SIGKILLs every process whose network namespace is the one bound at
  * /run/netns/NAME: what is left of pods and node daemons we started. */
 static void kill_in_netns(const char *name)
@@ -139,7 +146,8 @@ static int cluster_down(bool quiet)
 	const char *kubeconfig = myce_json_str(state, "kubeconfig");
 	if (kubeconfig)
 		cluster_k8s_delete_nodes(kubeconfig, cJSON_GetArraySize(pids), quiet);
-	stop_pid((pid_t)myce_json_num(state, "coordinator_pid", 0), coord_exe(kubeconfig), 5000);
+	pid_t coord = (pid_t)myce_json_num(state, "coordinator_pid", 0);
+	stop_pid(coord, coordinator_exe(coord), 5000);
 	cJSON_ArrayForEach(p, cJSON_GetObjectItem(state, "link_pids"))
 		stop_pid((pid_t)p->valuedouble, "myce-link", 2000);
 
@@ -427,7 +435,8 @@ static int cluster_repair(struct cli *c, cJSON *state, struct myce_error **err)
 {
 	int restarted = 0;
 	const char *kubeconfig = myce_json_str(state, "kubeconfig");
-	if (!myce_pid_runs((pid_t)myce_json_num(state, "coordinator_pid", 0), coord_exe(kubeconfig))) {
+	pid_t coord = (pid_t)myce_json_num(state, "coordinator_pid", 0);
+	if (!myce_pid_runs(coord, coordinator_exe(coord))) {
 		pid_t p = start_coordinator(myce_json_num(state, "rate_mbit", 0), kubeconfig, err);
 		if (p < 0 || wait_coordinator(c, err) < 0)
 			return -1;
@@ -532,6 +541,14 @@ static int cluster_create(struct cli *c, int nodes, double mbit, int delay_ms, b
 		}
 		if (r < 0)
 			return -1;
+		/* Kubernetes mode: a pod reaching a service whose endpoint is on
+		 * its own node.  With br_netfilter loaded, the host's DNAT of a
+		 * frame that arrived on the bridge happens at bridge level, and
+		 * the translated frame is bridged back out of the port it came
+		 * in by (hairpin), which a bridge port refuses by default. */
+		_cleanup_free_ char *port = myce_node_hostveth(i);
+		if (kubeconfig && MYCE_CMD(err, "ip", "link", "set", "dev", port, "type", "bridge_slave", "hairpin", "on") < 0)
+			return myce_error_wrap(err, "node%d: hairpin", i);
 	}
 
 	pid_t cp = start_coordinator(mbit, kubeconfig, err);

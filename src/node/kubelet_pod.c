@@ -100,6 +100,19 @@ static int alloc_local(struct kl_worker *w, struct myce_error **err)
 	return rc;
 }
 
+/* The container's variables, then how the application or a hook finds the
+ * pod's agent (e.g. a preStop that asks it to checkpoint). */
+static cJSON *pod_env(const struct kl_worker *w, const cJSON *container_env)
+{
+	cJSON *env = container_env ? cJSON_Duplicate(container_env, true) : cJSON_CreateArray();
+	_cleanup_free_ char *idvar = xasprintf("MYCE_POD_ID=%ld", w->local.id);
+	_cleanup_free_ char *sock = pod_agent_sock(w->local.id);
+	_cleanup_free_ char *sockvar = xasprintf("MYCE_AGENT_SOCK=%s", sock);
+	cJSON_AddItemToArray(env, cJSON_CreateString(idvar));
+	cJSON_AddItemToArray(env, cJSON_CreateString(sockvar));
+	return env;
+}
+
 static int start_pod(struct kl_worker *w, const struct myce_kpod *kp, const cJSON *obj, struct myce_error **err)
 {
 	_cleanup_json_ cJSON *spec = cJSON_CreateObject();
@@ -111,10 +124,18 @@ static int start_pod(struct kl_worker *w, const struct myce_kpod *kp, const cJSO
 	 * its own command, env and workdir (the agent's environment stays the
 	 * daemon's); one container: the agent runs it directly, as before. */
 	cJSON *containers = myce_kpod_containers_spec(kp);
-	if (containers)
+	if (containers) {
+		cJSON *c;
+		cJSON_ArrayForEach(c, containers)
+			cJSON_ReplaceItemInObject(c, "env", pod_env(w, cJSON_GetObjectItem(c, "env")));
 		cJSON_AddItemToObject(spec, "containers", containers);
-	else
-		cJSON_AddItemToObject(spec, "env", cJSON_Duplicate(kp->env, true));
+	} else {
+		cJSON_AddItemToObject(spec, "env", pod_env(w, kp->env));
+	}
+	/* Kubernetes' default host name of a pod: its name (a DNS label, at most 63). */
+	char host[64];
+	snprintf(host, sizeof(host), "%s", kp->name);
+	cJSON_AddStringToObject(spec, "hostname", host);
 	_cleanup_free_ char *podname = xasprintf("%s/%s", kp->ns, kp->name);
 	cJSON_AddStringToObject(spec, "k8s_pod", podname);
 	cJSON_AddStringToObject(spec, "k8s_uid", w->uid);
@@ -345,7 +366,8 @@ static void terminate(struct kl_worker *w, const struct myce_kpod *kp)
 		_cleanup_free_ char *logpath = xasprintf("%s/agent.log", dir);
 		int status = -1;
 		_cleanup_error_ struct myce_error *e = NULL;
-		if (kl_exec_in_pod(pid, c->prestop, c->env, logpath, deadline, &status, &e) < 0) {
+		_cleanup_json_ cJSON *env = pod_env(w, c->env);
+		if (kl_exec_in_pod(pid, c->prestop, env, logpath, deadline, &status, &e) < 0) {
 			log_warn("pod %s/%s: preStop hook: %s", w->ns, w->name, myce_error_msg(e));
 			kl_event(w, "Warning", "FailedPreStopHook", "PreStopHook failed: %s", myce_error_msg(e));
 		} else {

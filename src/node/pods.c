@@ -131,6 +131,7 @@ static int spawn_agent(struct node *n, struct pod *p, const cJSON *spec, pid_t *
 	const cJSON *cmd = cJSON_GetObjectItem(spec, "cmd");
 	const char *k8s_pod = myce_json_str(spec, "k8s_pod");
 	const char *workdir = myce_json_str(spec, "workdir");
+	const char *hostname = myce_json_str(spec, "hostname");
 	const cJSON *env = cJSON_GetObjectItem(spec, "env");
 	_cleanup_free_ char *ns = myce_pod_netns(p->id);
 	_cleanup_free_ char *dir = myce_pod_dir(p->id);
@@ -139,7 +140,7 @@ static int spawn_agent(struct node *n, struct pod *p, const cJSON *spec, pid_t *
 	_cleanup_free_ char *id = xasprintf("%ld", p->id);
 	_cleanup_free_ char *tokpath = myce_token_path();
 	int ncmd = cJSON_GetArraySize(cmd);
-	_cleanup_free_ char **argv = xzalloc(sizeof(char *) * (size_t)(ncmd + 20));
+	_cleanup_free_ char **argv = xzalloc(sizeof(char *) * (size_t)(ncmd + 24));
 	int k = 0;
 	argv[k++] = agent;
 	argv[k++] = "--pod-id";
@@ -165,6 +166,10 @@ static int spawn_agent(struct node *n, struct pod *p, const cJSON *spec, pid_t *
 	if (workdir) {
 		argv[k++] = "--workdir";
 		argv[k++] = (char *)workdir;
+	}
+	if (hostname) {
+		argv[k++] = "--hostname";
+		argv[k++] = (char *)hostname;
 	}
 	/* Several containers: the agent runs them under myce-podinit, each
 	 * with its own command, environment and working directory. */

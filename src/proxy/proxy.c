@@ -6,6 +6,7 @@
  * the table in one nft transaction, so a connection never meets a half
  * programmed service; established connections keep their translation
  * (conntrack).  On SIGTERM it removes its table. */
+#include "cluster.h"
 #include "http.h"
 #include "k8s.h"
 #include "ksvc.h"
@@ -28,6 +29,7 @@ struct proxy {
 	struct myce_k8s *api;
 	struct myce_k8s_informer *svcs, *slices;
 	const char *table;
+	const char *pod_cidr; /* masqueraded when they reach a service, or NULL */
 	int efd; /* an informer saw a change */
 	char *applied;
 	unsigned applies;
@@ -45,7 +47,7 @@ static int sync_rules(struct proxy *p, struct myce_error **err)
 	_cleanup_json_ cJSON *svcs = myce_k8s_informer_list(p->svcs);
 	_cleanup_json_ cJSON *slices = myce_k8s_informer_list(p->slices);
 	struct myce_ksvc_map *m = myce_ksvc_compute(svcs, slices);
-	_cleanup_free_ char *rules = myce_ksvc_nft(m, p->table);
+	_cleanup_free_ char *rules = myce_ksvc_nft(m, p->table, p->pod_cidr);
 	int mapped = 0, eps = 0;
 	for (int i = 0; i < m->n; i++) {
 		mapped += m->e[i].n_eps > 0;
@@ -66,21 +68,23 @@ static int sync_rules(struct proxy *p, struct myce_error **err)
 
 int main(int argc, char **argv)
 {
-	struct proxy p = {.table = DEFAULT_TABLE, .efd = -1};
+	struct proxy p = {.table = DEFAULT_TABLE, .pod_cidr = MYCE_POD_NET, .efd = -1};
 	const char *kubeconfig = NULL;
 	static const struct option opts[] = {{"kubeconfig", required_argument, 0, 'k'},
 					     {"table", required_argument, 0, 't'},
+					     {"pod-cidr", required_argument, 0, 'p'},
 					     {0, 0, 0, 0}};
 	int c;
 	while ((c = getopt_long(argc, argv, "", opts, NULL)) != -1) {
 		switch (c) {
 		case 'k': kubeconfig = optarg; break;
 		case 't': p.table = optarg; break;
+		case 'p': p.pod_cidr = *optarg ? optarg : NULL; break;
 		default: return 2;
 		}
 	}
 	if (!kubeconfig || optind != argc) {
-		fprintf(stderr, "usage: myce-proxy --kubeconfig FILE [--table NAME]\n");
+		fprintf(stderr, "usage: myce-proxy --kubeconfig FILE [--table NAME] [--pod-cidr CIDR|\"\"]\n");
 		return 2;
 	}
 	myce_log_init("proxy", MYCE_LOG_INFO);

@@ -26,8 +26,8 @@ def manifest(name, prestop_log):
     # shows where it ran: $(POD_NAME) expanded by the kubelet, and the name of
     # PID 1 as the pod's own /proc shows it (the agent, in the pod's PID
     # namespace), and that the application still served when it ran.
-    hook = (f"echo \"prestop $(POD_NAME) pid1=$(cat /proc/1/comm) "
-            f"redis=$(redis-cli -p 6379 ping)\" >> {prestop_log}")
+    hook = (f"echo \"prestop $(POD_NAME) pid1=$(cat /proc/1/comm) host=$(hostname) "
+            f"agent=$(test -S $MYCE_AGENT_SOCK && echo ok) redis=$(redis-cli -p 6379 ping)\" >> {prestop_log}")
     return json.dumps({"apiVersion": "v1", "kind": "List", "items": [
         {"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": name},
          "spec": {"replicas": 1, "selector": {"matchLabels": {"app": name}},
@@ -120,6 +120,21 @@ def test_deployment_service_prestop_replacement(embedded, kubectl, namespace, tm
     assert redis_try(cluster_ip, 6379, "SET", "k8s", "works") == "+OK"
     assert redis_try(cluster_ip, 6379, "GET", "k8s") == "works"
 
+    # A pod on the same node reaches the service too: masqueraded, its
+    # neighbour's reply comes back through the translation instead of
+    # around it.
+    client = {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "client"},
+              "spec": {"nodeName": node, "restartPolicy": "Never",
+                       "containers": [{"name": "cli", "image": "redis:7",
+                                       "command": ["redis-cli", "-h", cluster_ip, "-p", "6379",
+                                                   "set", "from-pod", "yes"]}]}}
+    kubectl.run("-n", ns, "apply", "-f", "-", input=json.dumps(client))
+    done = wait_until(lambda: (lambda p: p if p["status"].get("phase") in ("Succeeded", "Failed") else None)(
+        kubectl.json("-n", ns, "get", "pod", "client")), 30, "the client pod to finish")
+    assert done["status"]["phase"] == "Succeeded", done["status"]
+    assert redis_try(cluster_ip, 6379, "GET", "from-pod") == "yes"
+    kubectl.run("-n", ns, "delete", "pod", "client")
+
     # Deleting the pod runs its preStop hook inside the pod, stops it and
     # finalizes it; the ReplicaSet's replacement comes up and the service
     # follows it.
@@ -128,7 +143,7 @@ def test_deployment_service_prestop_replacement(embedded, kubectl, namespace, tm
     kubectl.run("-n", ns, "delete", "pod", name, "--wait=false")
     wait_until(lambda: prestop_log.exists() and prestop_log.read_text().strip(), 15, "the preStop hook's side effect")
     timings["delete -> preStop ran"] = time.monotonic() - t0
-    assert prestop_log.read_text().strip() == f"prestop {name} pid1=myce-agent redis=PONG"
+    assert prestop_log.read_text().strip() == f"prestop {name} pid1=myce-agent host={name} agent=ok redis=PONG"
     wait_until(lambda: kubectl.run("-n", ns, "get", "pod", name, check=False).returncode != 0, 30,
                "the deleted pod to be finalized")
     timings["delete -> pod finalized"] = time.monotonic() - t0
@@ -241,6 +256,50 @@ def test_grace_period_bounds_prestop_and_shutdown(embedded, kubectl, namespace):
     wait_until(lambda: not os.listdir("/run/mycedrive/pods"), 10, "the local pod to be removed")
     events = kubectl.json("-n", ns, "get", "events", "--field-selector", "involvedObject.name=stubborn")["items"]
     assert any(e["reason"] == "FailedPreStopHook" for e in events), [e["reason"] for e in events]
+
+
+def test_pods_that_end(embedded, kubectl, namespace):
+    """restartPolicy Never: an application that exits ends the pod, Succeeded
+    with code 0, Failed otherwise, with the exit code reported."""
+    ns = namespace
+    for name, code in (("ok", 0), ("bad", 4)):
+        pod = {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": name},
+               "spec": {"nodeName": "node1", "restartPolicy": "Never",
+                        "containers": [{"name": "c", "image": "busybox",
+                                        "command": ["sh", "-c", f"sleep 0.5; exit {code}"]}]}}
+        kubectl.run("-n", ns, "apply", "-f", "-", input=json.dumps(pod))
+    for name, code, phase in (("ok", 0, "Succeeded"), ("bad", 4, "Failed")):
+        got = wait_until(lambda: (lambda p: p if p["status"].get("phase") == phase else None)(
+            kubectl.json("-n", ns, "get", "pod", name)), 30, f"pod {name} to be {phase}")
+        cs = got["status"]["containerStatuses"][0]
+        assert cs["state"]["terminated"]["exitCode"] == code
+        assert cs["restartCount"] == 0 and not cs["ready"]
+        assert condition(got, "Ready")["status"] == "False"
+    kubectl.run("-n", ns, "delete", "pod", "ok", "bad")
+    wait_until(lambda: not os.listdir("/run/mycedrive/pods"), 10, "the local pods to be removed")
+
+
+def test_service_balances_over_ready_endpoints(embedded, kubectl, namespace):
+    """Two replicas: the proxy spreads new connections over both endpoints."""
+    ns, app = namespace, "web"
+    kubectl.run("-n", ns, "apply", "-f", "-", input=manifest(app, "/dev/null"))
+    kubectl.run("-n", ns, "scale", "deployment", app, "--replicas=2")
+    pods = wait_until(lambda: (lambda r: r if len(r) == 2 else None)(ready_pods(kubectl, ns, app)), 90,
+                      "two Ready replicas")
+    ips = sorted(p["status"]["podIP"] for p in pods)
+    wait_until(lambda: slice_ips(kubectl, ns, app) == ips, 30, "the EndpointSlice to hold both")
+    cluster_ip = kubectl.json("-n", ns, "get", "service", app)["spec"]["clusterIP"]
+    wait_until(lambda: all(nft_maps(cluster_ip, ip) for ip in ips), 30, "the proxy to map both endpoints")
+    # Each Redis has its own run_id: count the distinct ones the service reaches.
+    seen = set()
+    for _ in range(40):
+        info = redis_try(cluster_ip, 6379, "INFO", "server") or ""
+        seen |= {l.split(":", 1)[1].strip() for l in info.splitlines() if l.startswith("run_id:")}
+        if len(seen) == 2:
+            break
+    assert len(seen) == 2, f"the service reached {len(seen)} of 2 replicas"
+    kubectl.run("-n", ns, "delete", "deployment,service", app, "--wait=false")
+    wait_until(lambda: not kubectl.json("-n", ns, "get", "pods")["items"], 60, "the pods to be deleted")
 
 
 def _exe(pid):

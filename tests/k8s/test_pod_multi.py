@@ -6,10 +6,11 @@ Service.  Both containers' state survives, the client's and the sidecar's
 connections survive, and one CRIU dump froze every process of both."""
 
 import json
+import os
 import socket
 from pathlib import Path
 
-from embedded import make_embedded, redis_try  # noqa: F401 (fixture)
+from embedded import embedded, make_embedded, redis_try  # noqa: F401 (fixtures)
 from k8senv import wait_until
 from test_pod_migrate import PodWatch, Writer, check_writes, events, ready, start_migration
 
@@ -113,3 +114,40 @@ def test_two_container_pod_migrates_as_a_whole(make_embedded, kubectl, namespace
         watch.stop()
         kubectl.run("-n", ns, "delete", "deployment,service", "duo", "--wait=false", check=False)
         wait_until(lambda: not kubectl.json("-n", ns, "get", "pods")["items"], 60, "the pods to be deleted")
+
+
+def test_a_container_that_ends_ends_the_pod(embedded, kubectl, namespace):
+    """The containers of a pod run and stop together: when one ends, pod-init
+    stops the others and the pod ends with that container's exit code (here
+    restartPolicy Never: the pod is Failed), each container reporting its
+    own end."""
+    ns = namespace
+    pod = {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "pair"},
+           "spec": {"nodeName": "node1", "restartPolicy": "Never", "terminationGracePeriodSeconds": 2,
+                    "containers": [{"name": "main", "image": "busybox", "command": ["sleep", "987654"]},
+                                   {"name": "side", "image": "busybox",
+                                    "command": ["sh", "-c", "sleep 2; exit 3"]}]}}
+    kubectl.run("-n", ns, "apply", "-f", "-", input=json.dumps(pod))
+    try:
+        got = wait_until(lambda: (lambda p: p if p.get("status", {}).get("phase") == "Failed" else None)(
+            kubectl.json("-n", ns, "get", "pod", "pair")), 60, "the pod to end Failed")
+        cs = {c["name"]: c for c in got["status"]["containerStatuses"]}
+        assert cs["side"]["state"]["terminated"]["exitCode"] == 3, cs
+        assert cs["main"]["state"]["terminated"]["exitCode"] == 143, cs
+        assert cs["main"]["containerID"] != cs["side"]["containerID"]
+        log = open("/run/mycedrive/logs/node1.log").read()
+        assert "container side exited (3), and the pod with it" in log
+        # pod-init stopped the other container.
+        left = [p for p in os.listdir("/proc") if p.isdigit() and _cmdline(p) == ["sleep", "987654"]]
+        assert not left, left
+    finally:
+        kubectl.run("-n", ns, "delete", "pod", "pair", "--wait=false", check=False)
+        wait_until(lambda: kubectl.run("-n", ns, "get", "pod", "pair", check=False).returncode != 0, 30,
+                   "the pod to be deleted")
+
+
+def _cmdline(pid):
+    try:
+        return open(f"/proc/{pid}/cmdline", "rb").read().decode(errors="replace").split("\0")[:-1]
+    except OSError:
+        return None

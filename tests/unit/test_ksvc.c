@@ -83,7 +83,15 @@ static void test_compute(void **state)
 	assert_string_equal(m->e[3].id, "other/empty:");
 	assert_int_equal(m->e[3].n_eps, 0);
 
-	char *nft = myce_ksvc_nft(m, "myce-k8s-svc");
+	char *nft = myce_ksvc_nft(m, "myce-k8s-svc", NULL);
+	assert_null(strstr(nft, "masquerade"));
+	char *masq = myce_ksvc_nft(m, "myce-k8s-svc", "10.78.0.0/16");
+	assert_non_null(strstr(masq, "add rule ip myce-k8s-svc postrouting meta mark & 0x4000 == 0x4000 masquerade\n"));
+	/* Marked in the service's chain, before its DNAT. */
+	const char *mark = strstr(masq, "add rule ip myce-k8s-svc svc-2 ip saddr 10.78.0.0/16 meta mark set meta mark | 0x4000\n");
+	assert_non_null(mark);
+	assert_true(mark < strstr(masq, "add rule ip myce-k8s-svc svc-2 meta l4proto tcp dnat to"));
+	free(masq);
 	assert_non_null(strstr(nft, "add table ip myce-k8s-svc\ndelete table ip myce-k8s-svc\nadd table ip myce-k8s-svc\n"));
 	assert_non_null(strstr(nft, "add element ip myce-k8s-svc services { 10.96.0.9 . tcp . 80 : goto svc-0 }\n"));
 	assert_non_null(strstr(nft, "add rule ip myce-k8s-svc svc-0 numgen random mod 2 vmap { 0 : goto svc-0-ep-0, "
@@ -96,7 +104,7 @@ static void test_compute(void **state)
 
 	/* Equal input, equal text (the proxy skips unchanged rule sets). */
 	struct myce_ksvc_map *m2 = myce_ksvc_compute(svcs, slices);
-	char *nft2 = myce_ksvc_nft(m2, "myce-k8s-svc");
+	char *nft2 = myce_ksvc_nft(m2, "myce-k8s-svc", NULL);
 	assert_string_equal(nft, nft2);
 	free(nft2);
 	myce_ksvc_map_free(m2);
@@ -108,7 +116,7 @@ static void test_empty_and_garbage(void **state)
 {
 	struct myce_ksvc_map *m = myce_ksvc_compute(NULL, NULL);
 	assert_int_equal(m->n, 0);
-	char *nft = myce_ksvc_nft(m, "t");
+	char *nft = myce_ksvc_nft(m, "t", NULL);
 	assert_non_null(strstr(nft, "add map ip t services"));
 	free(nft);
 	myce_ksvc_map_free(m);
