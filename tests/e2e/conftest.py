@@ -63,7 +63,7 @@ def leftovers():
         except OSError:
             continue
         exe = exe.replace(" (deleted)", "")
-        if exe.startswith(str(BUILD) + "/") and os.path.basename(exe) in ("myce-node", "myce-agent", "myce-coordinator", "myce-link"):
+        if exe.startswith(str(BUILD) + "/") and os.path.basename(exe) in ("myce-node", "myce-agent", "myce-podinit", "myce-coordinator", "myce-link"):
             found.append(f"process {pid} {exe}")
     if RUN_DIR.exists():
         found.append(f"dir {RUN_DIR}")
