@@ -7,6 +7,7 @@ connections survive, and one CRIU dump froze every process of both."""
 
 import json
 import os
+import signal
 import socket
 from pathlib import Path
 
@@ -14,7 +15,8 @@ import pytest
 
 from embedded import embedded, make_embedded, redis_try  # noqa: F401 (fixtures)
 from k8senv import wait_until
-from test_pod_migrate import PodWatch, Writer, check_writes, events, ready, start_migration
+from test_pod_migrate import (INCOMPRESSIBLE, PodWatch, Writer, check_writes, events, migrations, ready,
+                              start_migration)
 
 SIDECAR = Path(__file__).resolve().parent / "sidecar_counter.py"
 REDIS = ["redis-server", "--port", "6379", "--bind", "0.0.0.0", "--save", "", "--appendonly", "no",
@@ -50,26 +52,45 @@ def sidecar(addr):
 
 
 @pytest.mark.parametrize("mode", ["live", "precopy"])
+def setup_duo(kubectl, ns):
+    """The Deployment's pod of two containers, Ready on node1, its Service
+    answering, its sidecar counting."""
+    kubectl.run("cordon", "node2")
+    try:
+        kubectl.run("-n", ns, "apply", "-f", "-", input=manifest("duo"))
+        s = wait_until(lambda: [p for p in kubectl.json("-n", ns, "get", "pods", "-l", "app=duo")["items"]
+                                if ready(p)], 90, "a Ready pod of two containers")[0]
+    finally:
+        kubectl.run("uncordon", "node2")
+    assert s["spec"]["nodeName"] == "node1"
+    assert [c["name"] for c in s["status"]["containerStatuses"]] == ["redis", "counter"]
+    assert all(c["ready"] and "running" in c["state"] for c in s["status"]["containerStatuses"])
+    cluster_ip = kubectl.json("-n", ns, "get", "service", "duo")["spec"]["clusterIP"]
+    wait_until(lambda: redis_try(cluster_ip, 6379, "PING") == "+PONG", 30, "the service to answer")
+    before = wait_until(lambda: (lambda r: r if r and r["count"] > 100 else None)(sidecar(s["status"]["podIP"])),
+                        30, "the sidecar to be counting")
+    assert before["mismatches"] == 0 and before["errors"] == 0, before
+    return s, cluster_ip, before
+
+
+def counting_on(addr, before):
+    """The sidecar at addr is the one of `before` (same boot token), it went
+    on counting on its one localhost connection, and every INCR reply
+    matched its own count."""
+    after = wait_until(lambda: (lambda r: r if r and r["count"] > before["count"] + 100 else None)(sidecar(addr)),
+                       30, f"the sidecar at {addr} to count on")
+    assert after["boot"] == before["boot"], (before, after)
+    assert after["mismatches"] == 0 and after["errors"] == 0 and after["reconnects"] == 0, after
+    return after
+
+
+@pytest.mark.parametrize("mode", ["live", "precopy"])
 def test_two_container_pod_migrates_as_a_whole(make_embedded, kubectl, namespace, mode):
     ns = namespace
     make_embedded(rate=0)
     watch = PodWatch(kubectl.kubeconfig, ns)
     try:
-        kubectl.run("cordon", "node2")
-        try:
-            kubectl.run("-n", ns, "apply", "-f", "-", input=manifest("duo"))
-            s = wait_until(lambda: [p for p in kubectl.json("-n", ns, "get", "pods", "-l", "app=duo")["items"]
-                                    if ready(p)], 90, "a Ready pod of two containers")[0]
-        finally:
-            kubectl.run("uncordon", "node2")
-        assert s["spec"]["nodeName"] == "node1"
-        assert [c["name"] for c in s["status"]["containerStatuses"]] == ["redis", "counter"]
-        assert all(c["ready"] and "running" in c["state"] for c in s["status"]["containerStatuses"])
-        cluster_ip = kubectl.json("-n", ns, "get", "service", "duo")["spec"]["clusterIP"]
-        wait_until(lambda: redis_try(cluster_ip, 6379, "PING") == "+PONG", 30, "the service to answer")
-        before = wait_until(lambda: (lambda r: r if r and r["count"] > 100 else None)(sidecar(s["status"]["podIP"])),
-                            30, "the sidecar to be counting")
-        assert before["mismatches"] == 0 and before["errors"] == 0, before
+        s, cluster_ip, before = setup_duo(kubectl, ns)
 
         w = Writer(cluster_ip)
         wait_until(lambda: len(w.acked) > 50, 20, "the writer to be under way")
@@ -99,10 +120,7 @@ def test_two_container_pod_migrates_as_a_whole(make_embedded, kubectl, namespace
         # The sidecar is the same process (same boot token), it went on
         # counting on its one localhost connection, and Redis agrees with
         # every count it made: both containers were cut at the same moment.
-        after = wait_until(lambda: (lambda r: r if r and r["count"] > before["count"] + 100 else None)(
-            sidecar(t["status"]["podIP"])), 30, "the sidecar to count on node2")
-        assert after["boot"] == before["boot"], (before, after)
-        assert after["mismatches"] == 0 and after["errors"] == 0 and after["reconnects"] == 0, after
+        after = counting_on(t["status"]["podIP"], before)
         ticks = int(redis_try(cluster_ip, 6379, "GET", "sidecar:ticks"))
         assert ticks >= after["value"] >= before["value"] + 100
 
@@ -118,6 +136,42 @@ def test_two_container_pod_migrates_as_a_whole(make_embedded, kubectl, namespace
         assert watch.uids == {s["metadata"]["uid"], t["metadata"]["uid"]}, watch.lines
     finally:
         watch.stop()
+        kubectl.run("-n", ns, "delete", "deployment,service", "duo", "--wait=false", check=False)
+        wait_until(lambda: not kubectl.json("-n", ns, "get", "pods")["items"], 60, "the pods to be deleted")
+
+
+def test_rollback_restores_both_containers_on_the_source(make_embedded, kubectl, namespace):
+    """The destination's node daemon dies during the transfer: the one
+    checkpoint is restored on node1, both containers together."""
+    ns = namespace
+    embedded = make_embedded(rate=2)
+    try:
+        s, cluster_ip, before = setup_duo(kubectl, ns)
+        # ~4 MB that compress poorly: the transfer takes seconds on 2 Mbit/s.
+        assert redis_try(cluster_ip, 6379, "EVAL", INCOMPRESSIBLE, "0", timeout=30) is not None
+        w = Writer(cluster_ip)
+        wait_until(lambda: len(w.acked) > 50, 20, "the writer to be under way")
+        mig = start_migration(s["metadata"]["name"], ns, mode="live")
+        wait_until(lambda: any(m["phase"] == "transfer" for m in migrations()), 60, "the transfer phase")
+        os.kill(embedded.node_pid("node2"), signal.SIGKILL)
+        out, err = mig.communicate(timeout=300)
+        assert out, f"mycectl migrate: {err}"
+        m = json.loads(out)
+        assert m["outcome"] == "rolled-back", (m, err)
+        comms = [p["comm"] for p in m.get("dumped_processes", [])]
+        assert {"myce-podinit", "redis-server", "python3"} <= set(comms), m
+
+        got = wait_until(lambda: (lambda p: p if ready(p) else None)(
+            kubectl.json("-n", ns, "get", "pod", s["metadata"]["name"])), 30, "the source to be Ready again")
+        assert got["metadata"]["uid"] == s["metadata"]["uid"]
+        assert all(c["restartCount"] == 0 for c in got["status"]["containerStatuses"])
+        counting_on(s["status"]["podIP"], before)
+        n = len(w.acked)
+        wait_until(lambda: len(w.acked) > n + 50, 20, "writes after the rollback")
+        w.stop()
+        check_writes(w, cluster_ip)
+        assert "restarted the node daemon of node2" in embedded.repair().stdout
+    finally:
         kubectl.run("-n", ns, "delete", "deployment,service", "duo", "--wait=false", check=False)
         wait_until(lambda: not kubectl.json("-n", ns, "get", "pods")["items"], 60, "the pods to be deleted")
 
