@@ -187,7 +187,7 @@ def test_a_container_that_ends_ends_the_pod(embedded, kubectl, namespace):
                     "containers": [{"name": "main", "image": "busybox", "command": ["sleep", "987654"]},
                                    {"name": "side", "image": "busybox",
                                     "command": ["sh", "-c", "sleep 2; exit 3"]}]}}
-    kubectl.run("-n", ns, "apply", "-f", "-", input=json.dumps(pod))
+    apply_pod(kubectl, ns, pod)
     try:
         got = wait_until(lambda: (lambda p: p if p.get("status", {}).get("phase") == "Failed" else None)(
             kubectl.json("-n", ns, "get", "pod", "pair")), 60, "the pod to end Failed")
@@ -204,6 +204,51 @@ def test_a_container_that_ends_ends_the_pod(embedded, kubectl, namespace):
         kubectl.run("-n", ns, "delete", "pod", "pair", "--wait=false", check=False)
         wait_until(lambda: kubectl.run("-n", ns, "get", "pod", "pair", check=False).returncode != 0, 30,
                    "the pod to be deleted")
+
+
+def test_a_container_that_ends_restarts_the_pod(embedded, kubectl, namespace):
+    """restartPolicy Always: the pod's containers restart together; each
+    reports the restart, the one that ended its own exit code."""
+    ns = namespace
+    pod = {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "again"},
+           "spec": {"nodeName": "node2", "terminationGracePeriodSeconds": 2,
+                    "containers": [{"name": "main", "image": "busybox", "command": ["sleep", "987655"]},
+                                   {"name": "side", "image": "busybox",
+                                    "command": ["sh", "-c", "test -e /tmp/$(POD_UID).once || "
+                                                "{ touch /tmp/$(POD_UID).once; sleep 1; exit 3; }; exec sleep 1000"],
+                                    "env": [{"name": "POD_UID",
+                                             "valueFrom": {"fieldRef": {"fieldPath": "metadata.uid"}}}]}]}}
+    apply_pod(kubectl, ns, pod)
+    uid = None
+    try:
+        def restarted_and_ready():
+            p = kubectl.json("-n", ns, "get", "pod", "again")
+            cs = p.get("status", {}).get("containerStatuses") or [{}]
+            return p if ready(p) and all(c.get("restartCount", 0) >= 1 for c in cs) else None
+        got = wait_until(restarted_and_ready, 60, "the pod to be Ready after its restart")
+        uid = got["metadata"]["uid"]
+        cs = {c["name"]: c for c in got["status"]["containerStatuses"]}
+        assert cs["main"]["restartCount"] == cs["side"]["restartCount"] == 1, cs
+        assert cs["side"]["lastState"]["terminated"]["exitCode"] == 3, cs
+        assert cs["main"]["lastState"]["terminated"]["exitCode"] == 143, cs
+        assert all("running" in c["state"] and c["ready"] for c in cs.values()), cs
+    finally:
+        if uid:
+            try:
+                os.unlink(f"/tmp/{uid}.once")
+            except FileNotFoundError:
+                pass
+        kubectl.run("-n", ns, "delete", "pod", "again", "--wait=false", check=False)
+        wait_until(lambda: kubectl.run("-n", ns, "get", "pod", "again", check=False).returncode != 0, 30,
+                   "the pod to be deleted")
+
+
+def apply_pod(kubectl, ns, pod):
+    """A bare pod, once the namespace's default ServiceAccount exists (the
+    ServiceAccount admission refuses pods in a namespace that has none yet)."""
+    wait_until(lambda: kubectl.run("-n", ns, "get", "serviceaccount", "default", check=False).returncode == 0, 30,
+               "the namespace's default ServiceAccount")
+    kubectl.run("-n", ns, "apply", "-f", "-", input=json.dumps(pod))
 
 
 def _cmdline(pid):
