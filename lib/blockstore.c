@@ -234,6 +234,35 @@ int myce_blockstore_read_seq(const struct myce_blockstore *bs, uint64_t seq,
 	return verified(bs->arena + (size_t)b * MYCE_BLOCK_SIZE, name, block);
 }
 
+int myce_blockstore_peek_seq(const struct myce_blockstore *bs, uint64_t seq,
+			     const uint8_t **block, struct myce_blockname *name_out)
+{
+	if (seq >= bs->nseq)
+		return -ENOENT;
+	uint32_t b = bs->seq[seq];
+	const struct myce_blockname *name = &bs->names[b];
+	if (name_out)
+		*name_out = *name;
+	if (bs->slots[find_slot(bs, name)] != b + 1)
+		return -ENOENT;
+	*block = bs->arena + (size_t)b * MYCE_BLOCK_SIZE;
+	return 0;
+}
+
+int myce_blockstore_peek(const struct myce_blockstore *bs, const struct myce_blockname *name,
+			 const uint8_t **block)
+{
+	if (myce_blockname_eq(name, zero_name_get())) {
+		*block = zero_block;
+		return 0;
+	}
+	const uint8_t *p = myce_blockstore_get(bs, name);
+	if (!p)
+		return -ENOENT;
+	*block = p;
+	return 0;
+}
+
 uint64_t myce_blockstore_seq_count(const struct myce_blockstore *bs)
 {
 	return bs->nseq;

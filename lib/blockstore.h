@@ -2,9 +2,11 @@
  * and the destination's store of blocks received by pre-copy
  * (docs/precopy.md).
  *
- * The store is a cache, not a source of truth: a block is verified against
- * its name each time it is used (myce_blockstore_read*), and the files
- * rebuilt from it are verified again as a whole by the stream. */
+ * The store is a cache, not a source of truth: each block is checked
+ * against its name on arrival, and the files rebuilt from it are verified as
+ * a whole by the stream (FILE_END's hash over the bytes written), which
+ * then names the corrupt block with myce_blockstore_verify_seq.  The _read*
+ * functions verify a block each time; the _peek* ones do not. */
 #ifndef MYCE_BLOCKSTORE_H
 #define MYCE_BLOCKSTORE_H
 
@@ -72,6 +74,13 @@ int myce_blockstore_read(const struct myce_blockstore *bs, const struct myce_blo
  * seq is beyond the sequence or the block was removed meanwhile. */
 int myce_blockstore_read_seq(const struct myce_blockstore *bs, uint64_t seq,
 			     const uint8_t **block, struct myce_blockname *name_out);
+/* As _read_seq without hashing the block again: the rebuild of a file
+ * hashes its bytes once, as the file's checksum. */
+int myce_blockstore_peek_seq(const struct myce_blockstore *bs, uint64_t seq,
+			     const uint8_t **block, struct myce_blockname *name_out);
+/* As _read without hashing the block again (the zero name resolves too). */
+int myce_blockstore_peek(const struct myce_blockstore *bs, const struct myce_blockname *name,
+			 const uint8_t **block);
 uint64_t myce_blockstore_seq_count(const struct myce_blockstore *bs);
 /* Starts a new arrival sequence (myce_precopy_recv calls it at the start of
  * a pre-copy).  Blocks already held stay held. */

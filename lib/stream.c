@@ -22,8 +22,11 @@
 #include <fcntl.h>
 #include <inttypes.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/uio.h>
+#include <limits.h>
 #include <zstd.h>
 
 /* For the definition of XXH3_state_t, so states live on the stack (they need
@@ -368,18 +371,34 @@ static bool is_page_file(const struct sender *s, const struct entry *e)
 static int send_page_data(struct sender *s, const struct entry *e, int fd, struct myce_error **err)
 {
 	int r;
-	for (uint64_t left = e->size; left > 0;) {
-		size_t n = left < CHUNK ? (size_t)left : CHUNK;
-		r = myce_read_full(fd, s->in, n);
-		if (r == -EPIPE)
-			return myce_error_set(err, EIO, "stream: %s shrank while being sent", e->path);
-		if (r < 0)
-			return myce_error_set(err, -r, "stream: read %s: %s", e->path, strerror(-r));
-		XXH3_64bits_update(&s->file, s->in, n);
-		XXH3_64bits_update(&s->all, s->in, n);
+	/* Mapped, not read: the page cache's pages are hashed where they are
+	 * (a read() would copy hundreds of MiB inside the freeze). */
+	uint8_t *map = NULL;
+	struct stat st;
+	if (fstat(fd, &st) < 0)
+		return myce_error_errno(err, "stream: stat %s", e->path);
+	if ((uint64_t)st.st_size < e->size)
+		return myce_error_set(err, EIO, "stream: %s shrank while being sent", e->path);
+	/* send_file's check for growth reads on from here. */
+	if (lseek(fd, (off_t)e->size, SEEK_SET) < 0)
+		return myce_error_errno(err, "stream: seek %s", e->path);
+	if (e->size > 0) {
+		map = mmap(NULL, e->size, PROT_READ, MAP_SHARED, fd, 0);
+		if (map == MAP_FAILED)
+			return myce_error_errno(err, "stream: map %s", e->path);
+		madvise(map, e->size, MADV_SEQUENTIAL);
+	}
+	r = 0;
+	for (uint64_t done = 0; done < e->size && r == 0;) {
+		size_t n = e->size - done < CHUNK ? (size_t)(e->size - done) : CHUNK;
+		const uint8_t *in = map + done;
+		/* Page tables a chunk at a time (not all up front): the first
+		 * records leave at once. */
+		madvise((void *)in, n, MADV_POPULATE_READ);
+		XXH3_64bits_update(&s->file, in, n);
 		size_t data_from = 0; /* start of the pending data run */
-		for (size_t off = 0; off + BLK <= n; off += BLK) {
-			const uint8_t *b = s->in + off;
+		for (size_t off = 0; off + BLK <= n && r == 0; off += BLK) {
+			const uint8_t *b = in + off;
 			struct myce_blockname name;
 			uint32_t seq = 0;
 			uint64_t ref;
@@ -394,24 +413,27 @@ static int send_page_data(struct sender *s, const struct entry *e, int fd, struc
 			}
 			if (off > data_from) {
 				if ((r = flush_refs(s, err)) < 0 ||
-				    (r = send_data(s, s->in + data_from, off - data_from, err)) < 0)
-					return r;
+				    (r = send_data(s, in + data_from, off - data_from, err)) < 0)
+					break;
 			}
 			if ((r = add_ref(s, &name, ref, err)) < 0)
-				return r;
+				break;
 			data_from = off + BLK;
 		}
-		if (n > data_from) { /* includes a partial last block */
-			if ((r = flush_refs(s, err)) < 0 ||
-			    (r = send_data(s, s->in + data_from, n - data_from, err)) < 0)
-				return r;
-		}
-		left -= n;
+		if (r == 0 && n > data_from) /* includes a partial last block */
+			r = flush_refs(s, err) < 0 ? -1 : send_data(s, in + data_from, n - data_from, err);
+		/* What this chunk resolved to goes now: the receiver rebuilds
+		 * while we hash the next one. */
+		if (r == 0 && (r = flush_refs(s, err)) == 0 && s->len > 0)
+			r = snd_flush(s, err);
+		done += n;
 		s->raw_done += n;
-		if (s->progress)
+		if (r == 0 && s->progress)
 			s->progress(s->ud, s->raw_done, s->raw_total, s->wire_bytes);
 	}
-	return flush_refs(s, err);
+	if (map)
+		munmap(map, e->size);
+	return r;
 }
 
 static int send_file(struct sender *s, const struct entry *e, struct myce_error **err)
@@ -450,7 +472,6 @@ static int send_file(struct sender *s, const struct entry *e, struct myce_error 
 		if (r < 0)
 			return myce_error_set(err, -r, "stream: read %s: %s", e->path, strerror(-r));
 		XXH3_64bits_update(&s->file, raw, n);
-		XXH3_64bits_update(&s->all, raw, n);
 
 		uint8_t type = REC_DATA_RAW;
 		size_t wire_n = n;
@@ -481,6 +502,9 @@ static int send_file(struct sender *s, const struct entry *e, struct myce_error 
 	if ((r = snd_reserve(s, 8, &p, err)) < 0)
 		return r;
 	myce_put_be(p, XXH3_64bits_digest(&s->file), 8);
+	/* END's content hash: over the files' digests, in order (each file's
+	 * bytes are hashed once, on both sides). */
+	XXH3_64bits_update(&s->all, p, 8);
 	s->files++;
 	return snd_commit(s, REC_FILE_END, 8, err);
 }
@@ -633,6 +657,15 @@ struct receiver {
 	void *ud;
 	const struct myce_blockstore *store; /* resolves references, or NULL */
 	uint64_t ref_blocks, zero_blocks;
+	/* Referenced blocks queued for one writev straight from the store. */
+	struct iovec *iov;
+	size_t niov;
+	/* The current file's references (offset, name): a file whose checksum
+	 * fails is searched for the corrupt stored block. */
+	struct ref_log { uint64_t off; struct myce_blockname name; } *refs;
+	size_t nrefs, refs_cap;
+	int64_t write_us, wait_us;
+	size_t queued; /* bytes in iov */
 };
 
 /* Name and largest accepted payload of each record type; a type without a
@@ -694,7 +727,9 @@ int myce_stream_read_record(int fd, void *buf, uint32_t cap, uint8_t *type, uint
 
 static int rcv_read(struct receiver *r, void *buf, size_t len, struct myce_error **err)
 {
+	int64_t t0 = myce_now_us();
 	int ret = myce_read_full(r->fd, buf, len);
+	r->wait_us += myce_now_us() - t0;
 	if (ret == -EPIPE)
 		return myce_error_set(err, EPIPE,
 				      "stream: truncated: connection closed after %" PRIu64 " bytes",
@@ -852,7 +887,54 @@ static int rcv_file_begin(struct receiver *r, uint32_t len, struct myce_error **
 	if (d->keep_owner && fchown(r->out, uid, gid) < 0)
 		return myce_error_errno(err, "stream: chown %s", path);
 	XXH3_64bits_reset(&r->file);
+	r->nrefs = 0;
 	return 0;
+}
+
+/* Writes the queued referenced blocks (already counted and hashed). */
+static int rcv_flush_iov(struct receiver *r, struct myce_error **err)
+{
+	struct iovec *v = r->iov;
+	size_t n = r->niov;
+	r->niov = 0;
+	r->queued = 0;
+	int64_t t0 = myce_now_us();
+	while (n > 0) {
+		ssize_t w = writev(r->out, v, (int)n);
+		if (w < 0 && errno == EINTR)
+			continue;
+		if (w < 0)
+			return myce_error_errno(err, "stream: write %s", r->name);
+		if (w == 0)
+			return myce_error_set(err, EIO, "stream: write %s: no progress", r->name);
+		for (size_t done = (size_t)w; done > 0;) {
+			if (done >= v->iov_len) {
+				done -= v->iov_len;
+				v++;
+				n--;
+			} else {
+				v->iov_base = (uint8_t *)v->iov_base + done;
+				v->iov_len -= done;
+				done = 0;
+			}
+		}
+	}
+	r->write_us += myce_now_us() - t0;
+	return 0;
+}
+
+/* Bytes queued before a write: the rebuild keeps pace with the stream
+ * instead of writing a whole page file at its FILE_END. */
+#define WRITE_AT ((size_t)1 << 20)
+
+static void rcv_queue_block(struct receiver *r, const uint8_t *b)
+{
+	r->queued += BLK;
+	struct iovec *last = r->niov ? &r->iov[r->niov - 1] : NULL;
+	if (last && (const uint8_t *)last->iov_base + last->iov_len == b)
+		last->iov_len += BLK; /* the next block of the arena */
+	else
+		r->iov[r->niov++] = (struct iovec){ (void *)b, BLK };
 }
 
 static int rcv_data(struct receiver *r, uint8_t type, uint32_t len, struct myce_error **err)
@@ -873,28 +955,19 @@ static int rcv_data(struct receiver *r, uint8_t type, uint32_t len, struct myce_
 		return myce_error_set(err, EBADMSG,
 				      "stream: file %s: more data than the declared %" PRIu64 " bytes",
 				      r->name, r->size);
+	int ret = rcv_flush_iov(r, err);
+	if (ret < 0)
+		return ret;
 	XXH3_64bits_update(&r->file, data, n);
-	XXH3_64bits_update(&r->all, data, n);
-	int ret = myce_write_full(r->out, data, n);
+	int64_t tw = myce_now_us();
+	ret = myce_write_full(r->out, data, n);
+	r->write_us += myce_now_us() - tw;
 	if (ret < 0)
 		return myce_error_set(err, -ret, "stream: write %s: %s", r->name, strerror(-ret));
 	r->got += n;
 	r->raw_done += n;
 	if (r->progress)
 		r->progress(r->ud, r->raw_done, r->plan_bytes, r->wire_bytes);
-	return 0;
-}
-
-/* Writes n resolved bytes of r->raw to the file. */
-static int rcv_write_raw(struct receiver *r, size_t n, struct myce_error **err)
-{
-	XXH3_64bits_update(&r->file, r->raw, n);
-	XXH3_64bits_update(&r->all, r->raw, n);
-	int ret = myce_write_full(r->out, r->raw, n);
-	if (ret < 0)
-		return myce_error_set(err, -ret, "stream: write %s: %s", r->name, strerror(-ret));
-	r->got += n;
-	r->raw_done += n;
 	return 0;
 }
 
@@ -921,32 +994,26 @@ static int rcv_refs(struct receiver *r, uint8_t type, uint32_t len, struct myce_
 		return myce_error_set(err, EBADMSG,
 				      "stream: file %s: more data than the declared %" PRIu64 " bytes",
 				      r->name, r->size);
-	size_t fill = 0;
 	for (uint64_t k = 0; k < count; k++) {
 		struct myce_blockname name;
 		const uint8_t *b = NULL;
 		int ret;
+		/* Not hashed again here: the file's checksum covers these bytes,
+		 * and a mismatch is traced to the corrupt block (rcv_file_end). */
 		if (type == REC_BLOCK_REF) {
 			memcpy(name.b, r->buf + 16 * k, 16);
-			ret = myce_blockstore_read(r->store, &name, &b);
+			ret = myce_blockstore_peek(r->store, &name, &b);
 		} else if (first == ZERO_RUN) {
 			name = *myce_block_zero_name();
-			ret = myce_blockstore_read(r->store, &name, &b);
+			ret = myce_blockstore_peek(r->store, &name, &b);
 		} else {
-			ret = myce_blockstore_read_seq(r->store, first + k, &b, &name);
+			ret = myce_blockstore_peek_seq(r->store, first + k, &b, &name);
 		}
 		if (ret < 0) {
 			char hex[33] = "?";
-			if (type == REC_BLOCK_REF || ret == -EBADMSG ||
-			    first + k < myce_blockstore_seq_count(r->store))
+			if (type == REC_BLOCK_REF || first + k < myce_blockstore_seq_count(r->store))
 				myce_blockname_hex(&name, hex);
-			uint64_t off = r->got + fill;
-			if (ret == -EBADMSG)
-				return myce_error_set(err, EBADMSG,
-						      "stream: file %s: block at offset %" PRIu64
-						      ": the stored block %s is corrupt (its "
-						      "contents do not match its name)",
-						      r->name, off, hex);
+			uint64_t off = r->got;
 			if (type == REC_BLOCK_RUN)
 				return myce_error_set(err, ENODATA,
 						      "stream: file %s: block at offset %" PRIu64
@@ -958,17 +1025,20 @@ static int rcv_refs(struct receiver *r, uint8_t type, uint32_t len, struct myce_
 					      ": block %s is not in the block store",
 					      r->name, off, hex);
 		}
-		memcpy(r->raw + fill, b, BLK);
-		fill += BLK;
-		if (fill == CHUNK) {
-			if ((ret = rcv_write_raw(r, fill, err)) < 0)
-				return ret;
-			fill = 0;
+		XXH3_64bits_update(&r->file, b, BLK);
+		if (type != REC_BLOCK_RUN || first != ZERO_RUN) {
+			if (r->nrefs == r->refs_cap) {
+				r->refs_cap = r->refs_cap ? 2 * r->refs_cap : 4096;
+				r->refs = xrealloc(r->refs, r->refs_cap * sizeof(*r->refs));
+			}
+			r->refs[r->nrefs++] = (struct ref_log){ r->got, name };
 		}
+		rcv_queue_block(r, b);
+		r->got += BLK;
+		r->raw_done += BLK;
+		if ((r->niov == IOV_MAX || r->queued >= WRITE_AT) && (ret = rcv_flush_iov(r, err)) < 0)
+			return ret;
 	}
-	int ret = fill ? rcv_write_raw(r, fill, err) : 0;
-	if (ret < 0)
-		return ret;
 	r->ref_blocks += count;
 	if (type == REC_BLOCK_RUN && first == ZERO_RUN)
 		r->zero_blocks += count;
@@ -987,8 +1057,30 @@ static int rcv_file_end(struct receiver *r, uint32_t len, struct myce_error **er
 		return myce_error_set(err, EBADMSG,
 				      "stream: file %s: short (%" PRIu64 " of %" PRIu64 " bytes)",
 				      r->name, r->got, r->size);
-	if (XXH3_64bits_digest(&r->file) != myce_get_be(r->buf, 8))
+	int ret = rcv_flush_iov(r, err);
+	if (ret < 0)
+		return ret;
+	uint64_t digest = XXH3_64bits_digest(&r->file);
+	if (digest != myce_get_be(r->buf, 8)) {
+		/* Which stored block let us down?  (Only on this failure path is
+		 * every referenced block hashed again.) */
+		for (size_t i = 0; i < r->nrefs; i++) {
+			const uint8_t *b;
+			if (myce_blockstore_read(r->store, &r->refs[i].name, &b) == -EBADMSG) {
+				char hex[33];
+				myce_blockname_hex(&r->refs[i].name, hex);
+				return myce_error_set(err, EBADMSG,
+						      "stream: file %s: block at offset %" PRIu64
+						      ": the stored block %s is corrupt (its "
+						      "contents do not match its name)",
+						      r->name, r->refs[i].off, hex);
+			}
+		}
 		return myce_error_set(err, EBADMSG, "stream: file %s: checksum mismatch", r->name);
+	}
+	uint8_t be[8];
+	myce_put_be(be, digest, 8);
+	XXH3_64bits_update(&r->all, be, 8);
 	int fd = r->out;
 	r->out = -1;
 	if (close(fd) < 0)
@@ -1100,6 +1192,7 @@ int myce_stream_recv_files_ex(int fd, const struct myce_stream_dest *dests, size
 		.progress = opts->progress,
 		.ud = opts->ud,
 		.store = opts->store,
+		.iov = xmalloc(IOV_MAX * sizeof(struct iovec)),
 	};
 	if (!r.dctx)
 		abort();
@@ -1113,11 +1206,13 @@ int myce_stream_recv_files_ex(int fd, const struct myce_stream_dest *dests, size
 	if (stats)
 		*stats = (struct myce_stream_stats){ r.raw_done, r.wire_bytes, r.files,
 						     myce_now_us() - t0, r.ref_blocks,
-						     r.zero_blocks };
+						     r.zero_blocks, r.write_us, r.wait_us };
 	ZSTD_freeDCtx(r.dctx);
 	free(r.buf);
 	free(r.raw);
 	free(r.name);
 	free(r.parent);
+	free(r.iov);
+	free(r.refs);
 	return ret;
 }

@@ -42,6 +42,9 @@ struct myce_stream_stats {
 	 * those were all-zero blocks.  Included in raw_bytes. */
 	uint64_t ref_blocks;
 	uint64_t zero_blocks;
+	/* Receiver: time spent writing files and waiting for the sender's
+	 * records (where a rebuild's time goes). */
+	int64_t write_us, wait_us;
 };
 
 /* Called at most once per data record (and once at END), from the calling

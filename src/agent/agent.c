@@ -5,8 +5,10 @@
  * when it is the target of a migration — waits for the checkpoint and
  * restores it.  The node daemon talks to it over agent.sock in the pod's
  * directory: checkpoint, restore, status. */
+#include "agent_env.h"
 #include "agentctl.h"
 #include "checkpoint.h"
+#include "criustats.h"
 #include "cluster.h"
 #include "http.h"
 #include "log.h"
@@ -38,6 +40,7 @@ struct agent {
 	const char *k8s_pod; /* "namespace/name" in Kubernetes mode, else NULL */
 	const char *workdir; /* the application's working directory, or NULL */
 	const char *hostname; /* the pod's host name (default: the app's name) */
+	bool env_form; /* a real cluster's container entrypoint (agent_env.h) */
 	char *token;
 	char **cmd;
 	/* A pod of several containers (--containers): cmd runs myce-podinit,
@@ -75,7 +78,8 @@ static int do_register(struct agent *a, struct myce_error **err)
 	if (a->k8s_pod) {
 		cJSON_AddStringToObject(body, "pod", a->k8s_pod);
 		/* The node's local pod id: what the coordinator asks the node for. */
-		cJSON_AddNumberToObject(body, "local_id", (double)a->pod_id);
+		if (a->pod_id >= 0)
+			cJSON_AddNumberToObject(body, "local_id", (double)a->pod_id);
 	} else
 		cJSON_AddNumberToObject(body, "pod_id", (double)a->pod_id);
 	cJSON_AddStringToObject(body, "container", a->app);
@@ -100,11 +104,15 @@ static int do_register(struct agent *a, struct myce_error **err)
 
 static int start_app(struct agent *a, struct myce_error **err)
 {
-	/* Start the application at a high PID (see MYCE_APP_PID_BASE). */
+	/* Start the application at a high PID (see MYCE_APP_PID_BASE) — in
+	 * our own PID namespace only; a container's /proc/sys may be read-only. */
 	_cleanup_free_ char *last = xasprintf("%d", MYCE_APP_PID_BASE - 1);
-	_cleanup_close_ int fd = open("/proc/sys/kernel/ns_last_pid", O_WRONLY | O_CLOEXEC);
-	if (fd < 0 || myce_write_full(fd, last, strlen(last)) < 0)
-		return myce_error_errno(err, "set ns_last_pid");
+	_cleanup_close_ int fd = getpid() == 1 ? open("/proc/sys/kernel/ns_last_pid", O_WRONLY | O_CLOEXEC) : -1;
+	if (getpid() == 1 && (fd < 0 || myce_write_full(fd, last, strlen(last)) < 0)) {
+		if (!a->env_form)
+			return myce_error_errno(err, "set ns_last_pid");
+		log_warn("cannot set ns_last_pid (%s): the application's PIDs may collide at a restore", strerror(errno));
+	}
 	pid_t pid = fork();
 	if (pid < 0)
 		return myce_error_errno(err, "fork application");
@@ -114,6 +122,11 @@ static int start_app(struct agent *a, struct myce_error **err)
 		close_range(3, ~0U, 0);
 		if (a->workdir && chdir(a->workdir) < 0)
 			_exit(126);
+		/* In a container the application's output is the container's log. */
+		if (a->env_form) {
+			execvp(a->cmd[0], a->cmd);
+			_exit(127);
+		}
 		int n = open("/dev/null", O_RDWR);
 		dup2(n, 0);
 		dup2(n, 1);
@@ -255,6 +268,26 @@ static void criu_window(struct agent *a, bool enter)
 		reap(a);
 }
 
+/* CRIU's own account of the dump or restore, in ms, where it left one. */
+static void add_criu_stats(cJSON *r, const char *imgdir, bool dump)
+{
+	struct myce_criu_stats st;
+	if (myce_criu_stats_read(imgdir, dump, &st, NULL) < 0)
+		return;
+	cJSON *c = cJSON_AddObjectToObject(r, "criu");
+	if (dump) {
+		cJSON_AddNumberToObject(c, "freezing_ms", (double)st.freezing_us / 1000.0);
+		cJSON_AddNumberToObject(c, "frozen_ms", (double)st.frozen_us / 1000.0);
+		cJSON_AddNumberToObject(c, "memdump_ms", (double)st.memdump_us / 1000.0);
+		cJSON_AddNumberToObject(c, "memwrite_ms", (double)st.memwrite_us / 1000.0);
+		cJSON_AddNumberToObject(c, "pages_written", (double)st.pages_written);
+	} else {
+		cJSON_AddNumberToObject(c, "forking_ms", (double)st.forking_us / 1000.0);
+		cJSON_AddNumberToObject(c, "restore_ms", (double)st.restore_us / 1000.0);
+		cJSON_AddNumberToObject(c, "pages_restored", (double)st.pages_restored);
+	}
+}
+
 static cJSON *op_checkpoint(struct agent *a, const cJSON *req)
 {
 	cJSON *r = cJSON_CreateObject();
@@ -284,6 +317,7 @@ static cJSON *op_checkpoint(struct agent *a, const cJSON *req)
 	} else {
 		a->state = APP_CHECKPOINTED;
 		cJSON *procs = dumped_processes(imgdir, tree);
+		add_criu_stats(r, imgdir, true);
 		log_info("pod %ld: checkpointed pid %d in %.1f ms, %d process(es) in one dump", a->pod_id, a->app_pid,
 			 res.ms, cJSON_GetArraySize(procs));
 		/* Every process of every container, frozen and dumped together. */
@@ -324,6 +358,7 @@ static cJSON *op_restore(struct agent *a, const cJSON *req)
 	} else {
 		a->app_pid = res.pid;
 		a->state = APP_RUNNING;
+		add_criu_stats(r, imgdir, false);
 		cJSON_AddNumberToObject(r, "pid", res.pid);
 		log_info("pod %ld: restored pid %d in %.1f ms", a->pod_id, res.pid, res.ms);
 	}
@@ -453,9 +488,33 @@ static void ignore_signal(int sig)
 	(void)sig;
 }
 
+/* `myce-agent -- CMD...` with no embedded flags: configured from the
+ * environment, registering by pod name; the container runtime already made
+ * the mounts and host name. */
+static int env_config(struct agent *a, struct agent_env *ae, const char **token_file)
+{
+	_cleanup_error_ struct myce_error *e = NULL;
+	if (agent_env_load(ae, &e) < 0) {
+		fprintf(stderr, "myce-agent: %s\n", myce_error_msg(e));
+		return -1;
+	}
+	a->env_form = true;
+	a->coord = ae->coord;
+	*token_file = ae->token_file;
+	a->ca_file = ae->ca;
+	a->k8s_pod = ae->k8s_pod;
+	a->node = ae->node;
+	a->app = ae->container;
+	a->dir = ae->dir;
+	return 0;
+}
+
 int main(int argc, char **argv)
 {
+	if (argc >= 2 && !strcmp(argv[1], "prestop"))
+		return agent_prestop_main(argc - 1, argv + 1);
 	struct agent a = {.pod_id = -1};
+	struct agent_env ae = {0};
 	const char *token_file = NULL;
 	static const struct option opts[] = {
 		{"pod-id", required_argument, 0, 'p'}, {"app", required_argument, 0, 'a'},
@@ -483,18 +542,25 @@ int main(int argc, char **argv)
 		default: return 2;
 		}
 	}
-	if (a.pod_id < 0 || !a.app || !a.node || !a.dir || !a.coord || !token_file || (optind >= argc && !containers)) {
+	bool embedded = a.pod_id >= 0 || a.app || a.node || a.dir || a.coord || token_file || containers;
+	if (!embedded && optind < argc && env_config(&a, &ae, &token_file) < 0)
+		return 2;
+	if ((!a.env_form && a.pod_id < 0) || !a.app || !a.node || !a.dir || !a.coord || !token_file ||
+	    (optind >= argc && !containers)) {
 		fprintf(stderr, "usage: myce-agent --pod-id N --app NAME --node NODE --dir DIR "
 				"--coordinator URL --token-file F [--ca FILE] [--k8s-pod NS/NAME] [--workdir DIR] [--hostname H]"
-				" {-- CMD [ARGS...] | --containers FILE}\n");
+				" {-- CMD [ARGS...] | --containers FILE}\n"
+				"       myce-agent -- CMD [ARGS...]   (a container's entrypoint: MYCE_COORDINATOR, MYCE_TOKEN_FILE,\n"
+				"                   MYCE_POD_NAME, MYCE_NODE_NAME, ... from the environment)\n"
+				"       myce-agent prestop            (a container's preStop hook)\n");
 		return 2;
 	}
 	a.cmd = argv + optind;
 	/* Nothing inherited may reach the application or CRIU. */
 	close_range(3, ~0U, 0);
-	_cleanup_free_ char *prog = xasprintf("agent/pod%ld", a.pod_id);
+	_cleanup_free_ char *prog = a.env_form ? xasprintf("agent/%s", a.k8s_pod) : xasprintf("agent/pod%ld", a.pod_id);
 	myce_log_init(prog, MYCE_LOG_INFO);
-	if (getpid() != 1) {
+	if (!a.env_form && getpid() != 1) {
 		log_error("must run as PID 1 of a new PID namespace (started by the node daemon)");
 		return 2;
 	}
@@ -517,9 +583,11 @@ int main(int argc, char **argv)
 	/* Unblocked around CRIU calls (criu_window): must not kill us then. */
 	signal(MYCE_PODINIT_SIG, ignore_signal);
 	sigprocmask(SIG_BLOCK, &a.sigs, NULL);
-	if (pod_mounts(a.hostname ? a.hostname : a.app, &e) < 0) {
+	if (!a.env_form && pod_mounts(a.hostname ? a.hostname : a.app, &e) < 0) {
 		log_error("pod %ld: %s", a.pod_id, myce_error_msg(e));
 		return 1;
 	}
-	return run(&a);
+	int rc = run(&a);
+	agent_env_clear(&ae);
+	return rc;
 }

@@ -91,8 +91,10 @@ static int redis_dbsize(struct kvc *c, long long *v, struct myce_error **err)
 	return 0;
 }
 
-static int redis_populate(const char *ip, int port, int data_mb, struct myce_error **err)
+static int redis_populate(const char *ip, int port, int data_mb, const char *fill, struct myce_error **err)
 {
+	if (!fill || strcmp(fill, "populate") != 0)
+		return redis_fill_sensor(ip, port, data_mb, err);
 	struct kvc c;
 	if (kvc_connect(&c, ip, port, 60000, err) < 0)
 		return myce_error_wrap(err, "redis");
@@ -136,8 +138,9 @@ static int mc_cmd_set(struct kvc *c, long long *v, struct myce_error **err)
 	return mc_stat(c, "cmd_set", v, err);
 }
 
-static int memcached_populate(const char *ip, int port, int data_mb, struct myce_error **err)
+static int memcached_populate(const char *ip, int port, int data_mb, const char *fill, struct myce_error **err)
 {
+	(void)fill;
 	struct kvc c;
 	if (kvc_connect(&c, ip, port, 60000, err) < 0)
 		return myce_error_wrap(err, "memcached");
@@ -169,8 +172,9 @@ static void mosquitto_cmd(const struct bench *b, struct strv *argv)
 	strv_push(argv, b->mosquitto_conf);
 }
 
-static int mosquitto_populate(const char *ip, int port, int data_mb, struct myce_error **err)
+static int mosquitto_populate(const char *ip, int port, int data_mb, const char *fill, struct myce_error **err)
 {
+	(void)fill;
 	return mqtt_populate(ip, port, "state", items(data_mb), BENCH_ITEM_SIZE, err);
 }
 

@@ -56,6 +56,8 @@ struct bench_opts {
 	char *out_dir;
 	char *report_dir; /* --report: only summarise an existing runs.csv */
 	bool short_mode;
+	char *fill;   /* redis: "sensor" (default) or "populate" */
+	bool quiesced; /* no workload; Redis DEBUG DIGEST compared across the migration */
 };
 
 /* One run of the matrix: a row of runs.csv.  Numbers are NAN when unknown. */
@@ -76,6 +78,9 @@ struct bench_result {
 	double link_cpu_s, link_peak_rss_mb;
 	double data_mb;
 	char *reason;
+	char *fill;   /* how the state was loaded (redis: sensor or populate) */
+	double load1; /* the machine's 1-minute load average when the run started */
+	char *digest; /* quiesced runs: Redis DEBUG DIGEST after vs before, "same" or "differs" */
 };
 void bench_result_init(struct bench_result *r);
 void bench_result_clear(struct bench_result *r);
@@ -168,7 +173,7 @@ struct bench_app {
 	int port;
 	void (*cmd)(const struct bench *b, struct strv *argv);
 	/* Loads data_mb MiB of state through a connection to ip:port. */
-	int (*populate)(const char *ip, int port, int data_mb, struct myce_error **err);
+	int (*populate)(const char *ip, int port, int data_mb, const char *fill, struct myce_error **err);
 	/* Waits until the workload's writes reach the server again (through a
 	 * new connection to ip:port); -ETIMEDOUT, -EINTR on stop. */
 	int (*wait_client)(struct bench *b, const char *ip, int port, int timeout_ms, struct myce_error **err);
@@ -200,6 +205,12 @@ int resp_command(struct kvc *c, char **reply, struct myce_error **err, int argc,
 int mc_set_range(struct kvc *c, const char *prefix, uint64_t first, uint64_t n, size_t size, struct myce_error **err);
 /* memcached: one counter of `stats`. */
 int mc_stat(struct kvc *c, const char *name, long long *value, struct myce_error **err);
+
+/* ---- redisfill.c ---------------------------------------------------------- */
+
+/* Loads the sensor's history (timestamped random temperature readings, one
+ * key each, myce-loadgen's record format) until used_memory >= data_mb MiB. */
+int redis_fill_sensor(const char *ip, int port, int data_mb, struct myce_error **err);
 
 /* ---- mqttclient.c --------------------------------------------------------- */
 

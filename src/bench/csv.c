@@ -56,6 +56,9 @@ static const struct column columns[] = {
 	COL(data_mb, C_INT),
 	COL(started_unix, C_F3),
 	COL(reason, C_STR),
+	COL(fill, C_STR),
+	COL(load1, C_F3),
+	COL(digest, C_STR),
 };
 
 void bench_result_init(struct bench_result *r)

@@ -71,7 +71,13 @@ static void usage(FILE *f)
 		"                     (default 1,3,10,100,0)\n"
 		"  --delay-ms MS      one-way inter-node delay (default 10)\n"
 		"  --reps N           repetitions (default 5)\n"
-		"  --data-mb MB       state per application, MiB of 1 KiB values (default 10)\n"
+		"  --data-mb MB       state per application (default 10): redis, until its\n"
+		"                     used_memory >= MB MiB; others MB MiB of 1 KiB values\n"
+		"  --fill KIND        redis state: sensor (default; the workload's timestamped\n"
+		"                     random readings, one key each) or populate (DEBUG\n"
+		"                     POPULATE: MB MiB of zero-padded 1 KiB values)\n"
+		"  --quiesced         no workload: Redis DEBUG DIGEST before the migration and\n"
+		"                     after it must match (column digest)\n"
 		"  --lead-ms MS       workload before the migration (default 1000)\n"
 		"  --tail-ms MS       workload after the client is back (default 1000)\n"
 		"  --back-timeout-s S longest wait for the client to come back (default 30)\n"
@@ -153,7 +159,7 @@ static void defaults(struct bench_opts *o, bool short_mode)
 static int parse_args(int argc, char **argv, struct bench_opts *o)
 {
 	enum { O_APPS = 256, O_MODES, O_RATES, O_DELAY, O_REPS, O_DATA, O_LEAD, O_TAIL, O_BACK, O_OUT, O_SHORT,
-	       O_REPORT };
+	       O_REPORT, O_FILL, O_QUIESCED };
 	static const struct option opts[] = {
 		{"apps", required_argument, NULL, O_APPS},
 		{"modes", required_argument, NULL, O_MODES},
@@ -168,6 +174,8 @@ static int parse_args(int argc, char **argv, struct bench_opts *o)
 		{"out", required_argument, NULL, O_OUT},
 		{"short", no_argument, NULL, O_SHORT},
 		{"report", required_argument, NULL, O_REPORT},
+		{"fill", required_argument, NULL, O_FILL},
+		{"quiesced", no_argument, NULL, O_QUIESCED},
 		{"help", no_argument, NULL, 'h'},
 		{0},
 	};
@@ -229,6 +237,18 @@ static int parse_args(int argc, char **argv, struct bench_opts *o)
 			o->out_dir = xstrdup(optarg);
 			break;
 		case O_SHORT:
+			break;
+		case O_FILL:
+			if (strcmp(optarg, "sensor") != 0 && strcmp(optarg, "populate") != 0) {
+				fprintf(stderr, "myce-bench: --fill: '%s' is not sensor or populate\n", optarg);
+				r = -EINVAL;
+				break;
+			}
+			free(o->fill);
+			o->fill = xstrdup(optarg);
+			break;
+		case O_QUIESCED:
+			o->quiesced = true;
 			break;
 		case O_REPORT:
 			free(o->report_dir);
@@ -411,6 +431,7 @@ static void bench_free(struct bench *b)
 	strv_clear(&b->opt.modes);
 	free(b->opt.out_dir);
 	free(b->opt.report_dir);
+	free(b->opt.fill);
 	free(b->ctl);
 	free(b->loadgen);
 	free(b->cmdline);

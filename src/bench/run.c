@@ -24,12 +24,13 @@ struct populate_call {
 	const struct bench_app *app;
 	const char *ip;
 	int data_mb;
+	const char *fill;
 };
 
 static int populate_fn(void *arg, struct myce_error **err)
 {
 	struct populate_call *c = arg;
-	return c->app->populate(c->ip, c->app->port, c->data_mb, err);
+	return c->app->populate(c->ip, c->app->port, c->data_mb, c->fill, err);
 }
 
 /* The state is loaded from inside the source node's network namespace,
@@ -41,8 +42,24 @@ static int populate(struct bench *b, const struct bench_run_spec *sp, const char
 	_cleanup_close_ int nsfd = myce_netns_open(ns, err);
 	if (nsfd < 0)
 		return -1;
-	struct populate_call c = {.app = sp->app, .ip = pod_ip, .data_mb = b->opt.data_mb};
+	struct populate_call c = {.app = sp->app, .ip = pod_ip, .data_mb = b->opt.data_mb, .fill = b->opt.fill};
 	return myce_netns_run(nsfd, populate_fn, &c, err);
+}
+
+/* Redis DEBUG DIGEST of the whole dataset, through the service. */
+static char *redis_digest(const char *ip, int port, struct myce_error **err)
+{
+	struct kvc c;
+	if (kvc_connect(&c, ip, port, 30000, err) < 0)
+		return NULL;
+	char *reply = NULL;
+	int r = resp_command(&c, &reply, err, 2, "DEBUG", "DIGEST");
+	kvc_close(&c);
+	if (r < 0) {
+		free(reply);
+		return NULL;
+	}
+	return reply;
 }
 
 static double num(const cJSON *o, const char *key)
@@ -154,6 +171,11 @@ int bench_run(struct bench *b, const struct bench_run_spec *sp, struct bench_res
 	r->data_mb = b->opt.data_mb;
 	r->started_unix = (double)myce_wall_us() / 1e6;
 	r->outcome = xstrdup("unknown");
+	bool redis = !strcmp(sp->app->name, "redis");
+	r->fill = xstrdup(!redis ? "random" : b->opt.fill ? b->opt.fill : "sensor");
+	double la[1];
+	if (getloadavg(la, 1) == 1)
+		r->load1 = la[0];
 	myce_mkdir_p(sp->dir, 0755);
 
 	int ret = 0;
@@ -162,6 +184,7 @@ int bench_run(struct bench *b, const struct bench_run_spec *sp, struct bench_res
 	_cleanup_error_ struct myce_error *e = NULL, *be = NULL;
 	_cleanup_json_ cJSON *app = NULL, *mig = NULL, *rep = NULL;
 	_cleanup_free_ char *port = xasprintf("%d", sp->app->port), *svc = NULL;
+	_cleanup_free_ char *digest0 = NULL, *digest1 = NULL;
 	const char *svc_ip = NULL, *pod_ip = NULL;
 	struct bench_loadgen lg = {.proc = {.pid = -1, .pidfd = -1}};
 	struct strv args = {0};
@@ -195,8 +218,14 @@ int bench_run(struct bench *b, const struct bench_run_spec *sp, struct bench_res
 		goto out;
 	}
 
-	/* 3. The workload, for a while before the migration. */
-	if (loadgen_start(b, sp->app->loadgen_mode, svc, sp->dir, &lg, &e) < 0) {
+	/* 3. The workload, for a while before the migration; a quiesced run
+	 * has none and compares Redis's digest instead. */
+	if (b->opt.quiesced) {
+		if (redis && !(digest0 = redis_digest(svc_ip, sp->app->port, &e))) {
+			run_error(r, "digest before", e);
+			goto out;
+		}
+	} else if (loadgen_start(b, sp->app->loadgen_mode, svc, sp->dir, &lg, &e) < 0) {
 		run_error(r, "workload", e);
 		goto out;
 	}
@@ -239,6 +268,20 @@ int bench_run(struct bench *b, const struct bench_run_spec *sp, struct bench_res
 		if (st < 0)
 			ret = -EIO;
 		myce_error_freep(&e);
+	}
+
+	if (b->opt.quiesced) {
+		if (redis && bench_result_ok(r)) {
+			digest1 = redis_digest(svc_ip, sp->app->port, &e);
+			free(r->digest);
+			r->digest = xstrdup(digest1 && !strcmp(digest0, digest1) ? "same" : "differs");
+			if (!digest1)
+				run_error(r, "digest after", e);
+			else if (strcmp(digest0, digest1) != 0)
+				r->reason = xasprintf("DEBUG DIGEST %s before the migration, %s after", digest0,
+						      digest1);
+		}
+		goto out;
 	}
 
 	/* 5. The workload until its writes arrive again, and a little more. */

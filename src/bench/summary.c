@@ -118,10 +118,24 @@ static void header(FILE *f, const struct bench_results *rs, const char *cmdline,
 	for (size_t i = 0; i < techs->n; i++)
 		fprintf(f, "%s %s", i ? "," : "", techs->v[i]);
 	fputc('\n', f);
+	/* Redis's fill (runs.csv before the fill column: DEBUG POPULATE). */
+	const char *fill = NULL;
+	for (size_t i = 0; i < rs->n; i++) {
+		const char *x = rs->v[i].fill ? rs->v[i].fill : "populate";
+		if (rs->v[i].app && !strcmp(rs->v[i].app, "redis"))
+			fill = !fill || !strcmp(fill, x) ? x : "mixed";
+	}
+	bool populate = fill && !strcmp(fill, "populate");
+	bool sensor = fill && !strcmp(fill, "sensor");
 	if (data >= 0)
-		fprintf(f, "- state: %.0f MiB per application in 1 KiB values (redis: DEBUG POPULATE, zero-padded "
-			   "and very compressible; mosquitto retained messages and memcached items: random base64, "
-			   "about 75%% of their size after zstd)\n",
+		fprintf(f, "- state: %.0f MiB per application (redis: %s; mosquitto retained messages and "
+			   "memcached items: %.0f MiB of 1 KiB values, random base64, about 75%% of their size "
+			   "after zstd)\n",
+			data,
+			populate ? "DEBUG POPULATE, 1 KiB zero-padded values, very compressible"
+			: sensor ? "the sensor's history until used_memory reaches it: timestamped random "
+				   "temperature readings, one key each, as the workload writes them"
+				 : "mixed fills",
 			data);
 	if (delay >= 0)
 		fprintf(f, "- inter-node one-way delay: %.0f ms requested; emulation: %s\n", delay,

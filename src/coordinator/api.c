@@ -163,8 +163,13 @@ static void on_remove(struct coord *c, const cJSON *b, struct myce_http_resp *re
 	_cleanup_json_ cJSON *done = pod_id >= 0 && !m ? db_query_one(c, "SELECT id, dst_node FROM migrations WHERE src_pod = %ld"
 									 " AND outcome = 'completed' ORDER BY id DESC", pod_id)
 						       : NULL;
-	if (row && !m && !idj)
+	if (row && !m && !idj) {
 		db_exec(c, NULL, "DELETE FROM containers WHERE pod = %Q AND container = %Q", pod, container);
+		/* The pod's last container: what it carried is free (Kubernetes mode). */
+		_cleanup_json_ cJSON *left = db_query_one(c, "SELECT id FROM containers WHERE pod = %Q", pod);
+		if (!left)
+			k8s_carry_drop_pod(c, pod);
+	}
 	pthread_mutex_unlock(&c->lock);
 	if (!row)
 		return myce_http_error(resp, 404, "unknown container");
@@ -209,8 +214,17 @@ static void on_release(struct coord *c, long id, const cJSON *b, struct myce_htt
 	_cleanup_json_ cJSON *p = db_query_one(c, "SELECT p.carried, a.migrating FROM pods p JOIN apps a ON a.name = p.app "
 						  "WHERE p.id = %ld AND p.state = 'running'", id);
 	if (!p) {
+		/* Not one of ours: a Kubernetes pod, id is its node's local id. */
+		_cleanup_error_ struct myce_error *e = NULL;
+		int rc = k8s_carry_release(c, id, addr, &e);
 		pthread_mutex_unlock(&c->lock);
-		return myce_http_error(resp, 404, "no running pod %ld", id);
+		if (rc == -ENOENT)
+			return myce_http_error(resp, 404, "no running pod %ld", id);
+		if (rc < 0)
+			return myce_http_error(resp, rc == -EBUSY ? 409 : 500, "%s", myce_error_msg(e));
+		resp->json = cJSON_CreateObject();
+		cJSON_AddBoolToObject(resp->json, "released", true);
+		return;
 	}
 	if (myce_json_num(p, "migrating", 0)) {
 		pthread_mutex_unlock(&c->lock);
@@ -310,6 +324,12 @@ void coord_api_handle(void *ctx, const struct myce_http_req *req, struct myce_ht
 	if (list) {
 		pthread_mutex_lock(&c->lock);
 		resp->json = db_query(c, "%s", list);
+		pthread_mutex_unlock(&c->lock);
+		return;
+	}
+	if (get && !strcmp(p, "/v1/carried")) {
+		pthread_mutex_lock(&c->lock);
+		resp->json = k8s_carry_list(c);
 		pthread_mutex_unlock(&c->lock);
 		return;
 	}

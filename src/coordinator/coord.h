@@ -87,6 +87,17 @@ int k8s_mig_recover(struct coord *c);
  * the id of the migration whose target it is, or -1.  Records local_id. */
 long k8s_mig_target_of(struct coord *c, const char *pod, long local_id);
 
+/* k8s_carry.c: the addresses Kubernetes-mode targets carry, reserved
+ * against the kubelets' own allocation (all with the lock held). */
+int k8s_carry_reserve(struct coord *c, long mid, const char *pod, const cJSON *carried, struct myce_error **err);
+/* [{addr, migration_id, pod, node}]: every address reserved now. */
+cJSON *k8s_carry_list(struct coord *c);
+/* A node reports addr unused by its pod local_id: -ENOENT when that pod is
+ * not its newest holder, -EBUSY while the pod migrates. */
+int k8s_carry_release(struct coord *c, long local_id, const char *addr, struct myce_error **err);
+/* Pod "namespace/name" went away for good: what it carried is free. */
+void k8s_carry_drop_pod(struct coord *c, const char *pod);
+
 /* k8s_obj.c: the coordinator's requests to the Kubernetes API. */
 /* GET of a namespaced pod; 0 and *out, or -ENOENT / another error. */
 int kobj_pod_get(struct coord *c, const char *ns, const char *name, cJSON **out, struct myce_error **err);

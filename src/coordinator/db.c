@@ -29,6 +29,12 @@ static const char *const schema[] = {
 	"CREATE TABLE k8s_migrations(migration_id INTEGER PRIMARY KEY REFERENCES migrations(id),"
 	"  namespace TEXT NOT NULL, src_name TEXT NOT NULL, src_uid TEXT NOT NULL, dst_name TEXT NOT NULL,"
 	"  dst_uid TEXT, template_hash TEXT, src_addr TEXT NOT NULL, carried TEXT NOT NULL DEFAULT '[]');",
+	/* version 4: the addresses a Kubernetes-mode migration's target pod
+	 * carries, reserved until its node releases them (no connection left)
+	 * or the pod goes away: the kubelets allocate pod addresses themselves
+	 * and ask for this list first (k8s_carry.c). */
+	"CREATE TABLE k8s_carried(addr TEXT NOT NULL, migration_id INTEGER NOT NULL REFERENCES migrations(id),"
+	"  pod TEXT NOT NULL, PRIMARY KEY(addr, migration_id));",
 };
 
 int db_open(struct coord *c, const char *path, struct myce_error **err)

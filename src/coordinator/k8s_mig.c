@@ -25,6 +25,8 @@
 
 #define ANN_CARRIED "mycedrive.io/carried"
 #define ANN_MIGRATED_FROM "mycedrive.io/migrated-from"
+/* On S at the hand-over: its kubelet keeps S Ready until it sees this. */
+#define ANN_MIGRATED_TO "mycedrive.io/migrated-to"
 
 struct kmig {
 	struct coord *c;
@@ -170,6 +172,12 @@ static bool target_ready(struct kmig *m)
 	return kobj_pod_get(m->c, m->ns, m->dst, &t, NULL) == 0 && myce_k8s_pod_ready(t);
 }
 
+static bool source_ready(struct kmig *m)
+{
+	_cleanup_json_ cJSON *s = NULL;
+	return kobj_pod_get(m->c, m->ns, m->src, &s, NULL) == 0 && myce_k8s_pod_ready(s);
+}
+
 /* The hand-over: idempotent, redone by a restarted coordinator.  The
  * ReplicaSet adopts T (template hash) and, having one pod too many, deletes
  * the not-Ready S (its deletion cost says the same). */
@@ -178,12 +186,23 @@ static int handover(struct kmig *m, struct myce_error **err)
 	struct coord *c = m->c;
 	/* T's kubelet reports it Ready once the restored application accepts
 	 * connections; until then the ReplicaSet would see two not-Ready pods. */
-	for (int i = 0; i < 300 && !target_ready(m); i++)
+	bool t_ready = false;
+	for (int i = 0; i < 300 && !(t_ready = target_ready(m)); i++)
 		usleep(100 * 1000);
+	/* S stayed Ready while its application moved (no window without a
+	 * ready endpoint); now it steps down: lowest deletion cost, and the
+	 * mark its kubelet waits for to report it not Ready. */
 	_cleanup_json_ cJSON *cost = myce_k8s_deletion_cost_patch(INT_MIN);
+	_cleanup_free_ char *to = xasprintf("%s/%s", m->dst_node, m->dst);
+	cJSON_AddStringToObject(cJSON_GetObjectItem(cJSON_GetObjectItem(cost, "metadata"), "annotations"),
+				ANN_MIGRATED_TO, to);
 	_cleanup_error_ struct myce_error *e = NULL;
 	if (kobj_pod_patch(c, m->ns, m->src, cost, &e) < 0 && e->code != ENOENT)
 		log_warn("migration %ld: deletion cost of the source: %s", m->id, myce_error_msg(e));
+	/* A target that is still not Ready must not meet a Ready S in the
+	 * ReplicaSet's ranking (it would delete T): wait for S to step down. */
+	for (int i = 0; !t_ready && i < 100 && source_ready(m); i++)
+		usleep(100 * 1000);
 	cJSON *patch = cJSON_CreateObject();
 	cJSON *meta = cJSON_AddObjectToObject(patch, "metadata");
 	cJSON *labels = cJSON_AddObjectToObject(meta, "labels");
@@ -489,8 +508,14 @@ void k8s_mig_start(struct coord *c, const cJSON *body, struct myce_http_resp *re
 			rc = db_exec(c, &e,
 				     "INSERT INTO k8s_migrations(migration_id, namespace, src_name, src_uid, dst_name,"
 				     " template_hash, src_addr, carried) VALUES(%ld, %Q, %Q, %Q, %Q, %Q, %Q, %Q);"
-				     "INSERT INTO phases(migration_id, phase, t_us) VALUES(%ld, 'accepted', %lld); COMMIT;",
+				     "INSERT INTO phases(migration_id, phase, t_us) VALUES(%ld, 'accepted', %lld);",
 				     id, ns, name, uid, tname, hash, pod_ip, carried_s, id, (long long)now);
+		/* T will carry them: no kubelet may hand them out meanwhile. */
+		_cleanup_free_ char *tpod = xasprintf("%s/%s", ns, tname);
+		if (rc == 0)
+			rc = k8s_carry_reserve(c, id, tpod, carried, &e);
+		if (rc == 0)
+			rc = db_exec(c, &e, "COMMIT;");
 	}
 	if (rc < 0) {
 		db_exec(c, NULL, "ROLLBACK;");

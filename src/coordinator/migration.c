@@ -527,6 +527,9 @@ cJSON *mig_get(struct coord *c, long id)
 			cJSON_AddStringToObject(m, "mode_picked", picked);
 			cJSON_AddStringToObject(m, "mode_reason", myce_json_str(res, "auto_reason"));
 		}
+		const cJSON *fdet = cJSON_GetObjectItem(res, "freeze_detail");
+		if (fdet)
+			cJSON_AddItemToObject(m, "freeze_detail", cJSON_Duplicate(fdet, true));
 		const cJSON *pre = cJSON_GetObjectItem(res, "precopy");
 		if (pre) {
 			cJSON *pc = cJSON_Duplicate(pre, true);

@@ -85,11 +85,22 @@ int kl_exec_in_pod(pid_t agent_pid, const cJSON *argv, const cJSON *env, const c
  * new array), or NULL when obj is not a target pod waiting for its
  * checkpoint (no mycedrive.io/migration label or no valid annotation). */
 #define MYCE_KL_ANN_CARRIED "mycedrive.io/carried"
+/* Set on a migration's source pod by the coordinator's hand-over, once the
+ * target is Ready: the source then reports Ready=False. */
+#define MYCE_KL_ANN_MIGRATED_TO "mycedrive.io/migrated-to"
 cJSON *kl_target_carried(const cJSON *obj);
 /* True when the pod's application was checkpointed away by a completed
  * migration (asked of the coordinator's `remove`, from the node): its
  * deletion then skips the preStop hook. */
 bool kl_migrated_away(struct kl_worker *w, const char *container);
+
+/* kubelet_coord.c: the addresses migrated pods carry, from the
+ * coordinator (a new array of strings; NULL and err when it cannot tell:
+ * then no address may be allocated). */
+cJSON *kl_carried_fetch(struct kubelet *k, struct myce_error **err);
+/* `remove` for each container of obj (the pod's API object; without one,
+ * for container), logged. */
+void kl_remove(struct kl_worker *w, const cJSON *obj, const char *container);
 
 /* kubelet_node.c */
 int kl_node_register(struct kubelet *k, struct myce_error **err);

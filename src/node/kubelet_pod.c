@@ -34,6 +34,7 @@ struct kl_run {
 			      (pods of several containers), or NULL */
 	int64_t seen_us;   /* when this worker first saw the pod (startTime until it runs) */
 	char *last_status; /* the status last sent, to send only changes */
+	int64_t carried_warned_us; /* last warning that the coordinator did not answer */
 };
 
 static pthread_mutex_t *nlock(struct kubelet *k)
@@ -41,8 +42,12 @@ static pthread_mutex_t *nlock(struct kubelet *k)
 	return &k->n->lock;
 }
 
-static bool addr_taken(struct kubelet *k, const char *addr)
+static bool addr_taken(struct kubelet *k, const cJSON *reserved, const char *addr)
 {
+	const cJSON *r;
+	cJSON_ArrayForEach(r, reserved)
+		if (cJSON_IsString(r) && !strcmp(r->valuestring, addr))
+			return true;
 	for (struct pod *p = k->n->pods; p; p = p->next) {
 		if (!strcmp(p->addr, addr))
 			return true;
@@ -70,8 +75,9 @@ static bool id_taken(struct kubelet *k, long id)
 
 /* A local pod id (from this node's own range, so that ids never collide
  * with other nodes' or the coordinator's) and an address of the node's
- * pod range. */
-static int alloc_local(struct kl_worker *w, struct myce_error **err)
+ * pod range that no pod here uses and no migrated pod carries (reserved:
+ * the coordinator's list). */
+static int alloc_local(struct kl_worker *w, const cJSON *reserved, struct myce_error **err)
 {
 	struct kubelet *k = w->k;
 	int rc = 0;
@@ -85,7 +91,7 @@ static int alloc_local(struct kl_worker *w, struct myce_error **err)
 	char *addr = NULL;
 	for (int h = 2; h < 255 && !addr; h++) {
 		_cleanup_free_ char *a = xasprintf("10.78.%d.%d", k->n->idx, h);
-		if (!addr_taken(k, a))
+		if (!addr_taken(k, reserved, a))
 			addr = steal_pointer(&a);
 	}
 	if (id < 0 || !addr) {
@@ -188,6 +194,17 @@ static pid_t agent_pid(struct kl_worker *w)
 	return pid;
 }
 
+/* The local pod's container name (what its agent registered), or NULL. */
+static char *local_app(struct kl_worker *w)
+{
+	struct node *n = w->k->n;
+	pthread_mutex_lock(&n->lock);
+	struct pod *p = w->local.id >= 0 ? pod_find(n, w->local.id) : NULL;
+	char *app = p && p->app ? xstrdup(p->app) : NULL;
+	pthread_mutex_unlock(&n->lock);
+	return app;
+}
+
 /* app.exit: "CODE\n", or "CODE CONTAINER\n" when one container of several
  * ended the pod (*container, caller frees; else NULL). */
 static int read_exit_code(long id, char **container)
@@ -207,17 +224,32 @@ static int read_exit_code(long id, char **container)
 	return atoi(s);
 }
 
-
-static bool app_running(struct kl_worker *w)
+/* The agent's view of its application: "running", "checkpointed", ...
+ * or "" when the agent does not answer. */
+static void app_state(struct kl_worker *w, char *buf, size_t len)
 {
 	_cleanup_free_ char *sock = pod_agent_sock(w->local.id);
 	_cleanup_json_ cJSON *req = cJSON_CreateObject();
 	cJSON_AddStringToObject(req, "op", "status");
 	_cleanup_json_ cJSON *resp = NULL;
+	buf[0] = 0;
 	if (myce_agentctl_call(sock, req, 1000, &resp, NULL) < 0)
-		return false;
+		return;
 	const char *st = myce_json_str(resp, "state");
-	return st && !strcmp(st, "running");
+	snprintf(buf, len, "%s", st ? st : "");
+}
+
+/* A source pod whose application a migration checkpointed away stays
+ * Ready until the coordinator's hand-over marks it (T is then Ready): so
+ * the Service never has zero ready endpoints during the migration.  New
+ * connections to S's address meanwhile meet the freeze (CRIU's network
+ * lock, then T's guard: delayed SYNs, not rejections) and are served by T,
+ * which carries the address.  The mark also tells the ReplicaSet's
+ * ranking which pod to delete (with the deletion cost). */
+static bool handed_over(const cJSON *obj)
+{
+	const cJSON *ann = cJSON_GetObjectItem(cJSON_GetObjectItem(obj, "metadata"), "annotations");
+	return myce_json_str(ann, MYCE_KL_ANN_MIGRATED_TO) != NULL;
 }
 
 /* A tcpSocket readiness probe, from the node (routes reach every pod). */
@@ -461,8 +493,20 @@ static void sync_pod(struct kl_worker *w, const struct myce_kpod *kp, const cJSO
 	} else if (w->local.id < 0 && !api_done && !r->exited && !r->error) {
 		_cleanup_error_ struct myce_error *e = NULL;
 		_cleanup_kpod_ struct myce_kpod *kp2 = NULL;
+		/* Without the coordinator's list of carried addresses no address
+		 * is known to be free: wait for it (the pod's agent could not
+		 * register without the coordinator anyway). */
+		_cleanup_json_ cJSON *reserved = kl_carried_fetch(w->k, &e);
+		if (!reserved) {
+			if (myce_now_us() - r->carried_warned_us > 10 * 1000000LL) {
+				log_warn("pod %s/%s: waiting for the coordinator's carried addresses: %s", w->ns, w->name,
+					 myce_error_msg(e));
+				r->carried_warned_us = myce_now_us();
+			}
+			return;
+		}
 		/* With its address known, the pod's env (status.podIP) is complete. */
-		if (alloc_local(w, &e) < 0 || myce_kpod_parse(obj, w->local.addr, &kp2, &e) < 0 ||
+		if (alloc_local(w, reserved, &e) < 0 || myce_kpod_parse(obj, w->local.addr, &kp2, &e) < 0 ||
 		    start_pod(w, kp2, obj, &e) < 0) {
 			log_error("pod %s/%s: %s", w->ns, w->name, myce_error_msg(e));
 			r->error = xstrdup(myce_error_msg(e));
@@ -477,7 +521,14 @@ static void sync_pod(struct kl_worker *w, const struct myce_kpod *kp, const cJSO
 	} else if (w->local.id >= 0 && pid == 0 && !r->exited && !r->restart_at_us) {
 		app_exited(w, kp, r);
 	}
-	bool ready = pid > 0 && app_running(w) && probes_ready(w, kp);
+	char state[32] = "";
+	if (pid > 0)
+		app_state(w, state, sizeof(state));
+	bool ready;
+	if (!strcmp(state, "checkpointed") && !handed_over(obj))
+		ready = r->ready; /* S's address now leads to T: no probe */
+	else
+		ready = !strcmp(state, "running") && probes_ready(w, kp);
 	if (ready != r->ready) {
 		r->ready = ready;
 		r->ready_changed_us = myce_wall_us();
@@ -504,7 +555,9 @@ void *kl_worker_run(void *arg)
 			break;
 		if (gone) {
 			/* Deleted without us (forced) or while this daemon was down. */
+			_cleanup_free_ char *app = local_app(w);
 			stop_pod(w, myce_now_us() + 2000000);
+			kl_remove(w, obj, app);
 			break;
 		}
 		_cleanup_kpod_ struct myce_kpod *kp = NULL;
@@ -525,10 +578,13 @@ void *kl_worker_run(void *arg)
 			if (myce_json_str(cJSON_GetObjectItem(obj, "metadata"), "deletionTimestamp")) {
 				struct myce_kpod stub = {.grace_s = 0};
 				terminate(w, &stub);
+				kl_remove(w, obj, NULL);
 				break;
 			}
 		} else if (kp->deleting) {
 			terminate(w, kp);
+			/* Gone for good: its registrations too. */
+			kl_remove(w, obj, NULL);
 			break;
 		} else {
 			sync_pod(w, kp, obj, &r);

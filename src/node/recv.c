@@ -14,6 +14,7 @@
 #include "precopy.h"
 #include "stream.h"
 #include "util.h"
+#include "warmmem.h"
 
 #include <errno.h>
 #include <stdlib.h>
@@ -192,9 +193,15 @@ static void handle(struct node *n, int fd)
 		log_info("migration %ld: pre-copy received %llu blocks", mid, (unsigned long long)ps.blocks);
 	}
 
+	/* The rebuild writes the image into fresh tmpfs pages: have that much
+	 * memory warm, freed when the stream begins (lib/warmmem.h). */
+	struct myce_warmmem *warmmem = precopy ? myce_warmmem_new(myce_blockstore_count(bs) * 4096) : NULL;
 	/* The dump happens now on the source; the stream follows. */
 	_cleanup_free_ char *meta = NULL;
-	if (myce_stream_recv_hello(fd, &meta, &e) < 0)
+	size_t warm_bytes = myce_warmmem_bytes(warmmem);
+	int hr = myce_stream_recv_hello(fd, &meta, &e);
+	myce_warmmem_release(warmmem);
+	if (hr < 0)
 		return answer(fd, failure("dump", myce_error_msg(e)));
 	int64_t t0 = myce_now_us();
 	_cleanup_free_ char *dir = myce_pod_dir(pod_id);
@@ -208,6 +215,8 @@ static void handle(struct node *n, int fd)
 	if (myce_stream_recv_files_ex(fd, dests, ARRAY_SIZE(dests), &ro, &st, &e) < 0)
 		return answer(fd, failure("transfer", myce_error_msg(e)));
 	double recv_ms = (double)(myce_now_us() - t0) / 1000.0;
+	/* The store is spent: its memory, just used, goes to the restore. */
+	myce_blockstore_free(steal_pointer(&bs));
 	if (fault_fire(n, "fail-restore")) {
 		/* A core image cut after its magic: CRIU fails while restoring
 		 * the tree, after it has started creating it. */
@@ -225,6 +234,9 @@ static void handle(struct node *n, int fd)
 	if (myce_agentctl_call(sock, req, 60000, &res, &e) < 0)
 		return answer(fd, failure("restore", myce_error_msg(e)));
 	cJSON_AddNumberToObject(res, "recv_ms", recv_ms);
+	cJSON_AddNumberToObject(res, "recv_write_ms", (double)st.write_us / 1000.0);
+	cJSON_AddNumberToObject(res, "recv_wait_ms", (double)st.wait_us / 1000.0);
+	cJSON_AddNumberToObject(res, "warm_bytes", (double)warm_bytes);
 	if (!myce_json_bool(res, "ok", false)) {
 		cJSON_AddStringToObject(res, "failed_phase", "restore");
 	} else {

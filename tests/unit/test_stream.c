@@ -316,6 +316,15 @@ static void file_end(struct wire *w, uint64_t hash)
 	rec(w, 0x1f, p, 8);
 }
 
+/* END's content hash of a one-file stream: XXH3-64 over the file's digest
+ * (big-endian), as docs/stream.md defines it. */
+static uint64_t all_of_one(uint64_t file_digest)
+{
+	uint8_t be[8];
+	put64(be, file_digest);
+	return XXH3_64bits(be, 8);
+}
+
 static void end(struct wire *w, uint64_t bytes, uint64_t files, uint64_t all)
 {
 	uint8_t p[32];
@@ -336,7 +345,7 @@ static void one_file(struct wire *w, const char *path, size_t plen, const char *
 	file_begin(w, path, plen, 0644, n);
 	rec(w, 0x12, data, n);
 	file_end(w, XXH3_64bits(data, n));
-	end(w, n, 1, XXH3_64bits(data, n));
+	end(w, n, 1, all_of_one(XXH3_64bits(data, n)));
 }
 
 static struct wire W; /* 8 MiB: not on the stack */
@@ -805,7 +814,7 @@ static void begin_refs(struct wire *w, uint64_t size)
 static void end_refs(struct wire *w, const uint8_t *content, uint64_t size)
 {
 	file_end(w, XXH3_64bits(content, size));
-	end(w, size, 1, XXH3_64bits(content, size));
+	end(w, size, 1, all_of_one(XXH3_64bits(content, size)));
 }
 
 static void block_ref(struct wire *w, const uint8_t *blocks, size_t n)
