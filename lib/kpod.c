@@ -16,6 +16,16 @@ void myce_kpod_free(struct myce_kpod *p)
 	free(p->name);
 	free(p->uid);
 	free(p->node);
+	for (int i = 0; i < p->ncontainers; i++) {
+		struct myce_kpod_container *c = &p->containers[i];
+		free(c->name);
+		free(c->image);
+		free(c->workdir);
+		cJSON_Delete(c->command);
+		cJSON_Delete(c->env);
+		cJSON_Delete(c->prestop);
+	}
+	free(p->containers);
 	free(p->container);
 	free(p->image);
 	free(p->workdir);
@@ -167,6 +177,57 @@ static int probe_port(const cJSON *c, int *port, struct myce_error **err)
 	return 0;
 }
 
+static int parse_container(const cJSON *pod, const cJSON *c, const char *pod_ip, struct myce_kpod_container *out,
+			   struct myce_error **err)
+{
+	const char *cname = myce_json_str(c, "name");
+	out->name = xstrdup(cname);
+	out->image = xstrdup(myce_json_str(c, "image"));
+	const char *wd = myce_json_str(c, "workingDir");
+	out->workdir = wd && *wd ? xstrdup(wd) : NULL;
+	out->env = cJSON_CreateArray();
+	if (parse_env(pod, c, pod_ip, out->env, err) < 0)
+		return myce_error_wrap(err, "container %s", cname);
+	out->command = cJSON_CreateArray();
+	if (!cJSON_GetArraySize(cJSON_GetObjectItem(c, "command")))
+		return myce_error_set(err, EINVAL,
+				      "container %s has no command (the embedded runtime runs the command on "
+				      "the node and does not read the image's entrypoint)",
+				      cname);
+	if (append_strings(out->command, cJSON_GetObjectItem(c, "command"), out->env, "command", err) < 0 ||
+	    append_strings(out->command, cJSON_GetObjectItem(c, "args"), out->env, "args", err) < 0 ||
+	    probe_port(c, &out->ready_port, err) < 0)
+		return myce_error_wrap(err, "container %s", cname);
+	const cJSON *pre = cJSON_GetObjectItem(cJSON_GetObjectItem(c, "lifecycle"), "preStop");
+	if (pre) {
+		const cJSON *cmd = cJSON_GetObjectItem(cJSON_GetObjectItem(pre, "exec"), "command");
+		if (!cJSON_GetArraySize(cmd))
+			return myce_error_set(err, EINVAL, "container %s: only exec preStop hooks are supported", cname);
+		out->prestop = cJSON_CreateArray();
+		if (append_strings(out->prestop, cmd, out->env, "preStop command", err) < 0)
+			return myce_error_wrap(err, "container %s", cname);
+	}
+	return 0;
+}
+
+cJSON *myce_kpod_containers_spec(const struct myce_kpod *p)
+{
+	if (p->ncontainers < 2)
+		return NULL;
+	cJSON *list = cJSON_CreateArray();
+	for (int i = 0; i < p->ncontainers; i++) {
+		const struct myce_kpod_container *c = &p->containers[i];
+		cJSON *o = cJSON_CreateObject();
+		cJSON_AddStringToObject(o, "name", c->name);
+		cJSON_AddItemToObject(o, "cmd", cJSON_Duplicate(c->command, true));
+		cJSON_AddItemToObject(o, "env", cJSON_Duplicate(c->env, true));
+		if (c->workdir)
+			cJSON_AddStringToObject(o, "workdir", c->workdir);
+		cJSON_AddItemToArray(list, o);
+	}
+	return list;
+}
+
 int myce_kpod_parse(const cJSON *pod, const char *pod_ip, struct myce_kpod **out, struct myce_error **err)
 {
 	const cJSON *meta = cJSON_GetObjectItem(pod, "metadata");
@@ -176,19 +237,18 @@ int myce_kpod_parse(const cJSON *pod, const char *pod_ip, struct myce_kpod **out
 	if (!ns || !name || !uid || !cJSON_IsObject(spec))
 		return myce_error_set(err, EINVAL, "not a Pod: needs metadata.namespace, name, uid and spec");
 	const cJSON *containers = cJSON_GetObjectItem(spec, "containers");
-	if (!cJSON_IsArray(containers) || cJSON_GetArraySize(containers) != 1)
-		return myce_error_set(err, EINVAL, "pod %s/%s: the embedded runtime runs pods of exactly one container",
-				      ns, name);
+	int n = cJSON_GetArraySize(containers);
+	if (!cJSON_IsArray(containers) || n < 1)
+		return myce_error_set(err, EINVAL, "pod %s/%s: spec.containers must list at least one container", ns, name);
+	if (n > MYCE_KPOD_MAX_CONTAINERS)
+		return myce_error_set(err, EINVAL, "pod %s/%s: at most %d containers per pod", ns, name,
+				      MYCE_KPOD_MAX_CONTAINERS);
 	if (cJSON_GetArraySize(cJSON_GetObjectItem(spec, "initContainers")) > 0)
 		return myce_error_set(err, EINVAL, "pod %s/%s: init containers are not supported by the embedded runtime",
 				      ns, name);
 	if (myce_json_bool(spec, "hostNetwork", false))
 		return myce_error_set(err, EINVAL, "pod %s/%s: hostNetwork is not supported by the embedded runtime",
 				      ns, name);
-	const cJSON *c = cJSON_GetArrayItem(containers, 0);
-	const char *cname = myce_json_str(c, "name");
-	if (!cname)
-		return myce_error_set(err, EINVAL, "pod %s/%s: container without a name", ns, name);
 
 	struct myce_kpod *p = xzalloc(sizeof(*p));
 	_cleanup_kpod_ struct myce_kpod *guard = p;
@@ -196,33 +256,27 @@ int myce_kpod_parse(const cJSON *pod, const char *pod_ip, struct myce_kpod **out
 	p->name = xstrdup(name);
 	p->uid = xstrdup(uid);
 	p->node = xstrdup(myce_json_str(spec, "nodeName"));
-	p->container = xstrdup(cname);
-	p->image = xstrdup(myce_json_str(c, "image"));
-	const char *wd = myce_json_str(c, "workingDir");
-	p->workdir = wd && *wd ? xstrdup(wd) : NULL;
-	p->env = cJSON_CreateArray();
-	if (parse_env(pod, c, pod_ip, p->env, err) < 0)
-		return myce_error_wrap(err, "pod %s/%s", ns, name);
-	p->command = cJSON_CreateArray();
-	if (!cJSON_GetArraySize(cJSON_GetObjectItem(c, "command")))
-		return myce_error_set(err, EINVAL,
-				      "pod %s/%s: container %s has no command (the embedded runtime runs the command on "
-				      "the node and does not read the image's entrypoint)",
-				      ns, name, cname);
-	if (append_strings(p->command, cJSON_GetObjectItem(c, "command"), p->env, "command", err) < 0 ||
-	    append_strings(p->command, cJSON_GetObjectItem(c, "args"), p->env, "args", err) < 0)
-		return myce_error_wrap(err, "pod %s/%s", ns, name);
-	if (probe_port(c, &p->ready_port, err) < 0)
-		return myce_error_wrap(err, "pod %s/%s", ns, name);
-	const cJSON *pre = cJSON_GetObjectItem(cJSON_GetObjectItem(c, "lifecycle"), "preStop");
-	if (pre) {
-		const cJSON *cmd = cJSON_GetObjectItem(cJSON_GetObjectItem(pre, "exec"), "command");
-		if (!cJSON_GetArraySize(cmd))
-			return myce_error_set(err, EINVAL, "pod %s/%s: only exec preStop hooks are supported", ns, name);
-		p->prestop = cJSON_CreateArray();
-		if (append_strings(p->prestop, cmd, p->env, "preStop command", err) < 0)
+	p->containers = xzalloc(sizeof(*p->containers) * (size_t)n);
+	for (int i = 0; i < n; i++) {
+		const cJSON *c = cJSON_GetArrayItem(containers, i);
+		const char *cname = myce_json_str(c, "name");
+		if (!cname || !*cname)
+			return myce_error_set(err, EINVAL, "pod %s/%s: container without a name", ns, name);
+		for (int j = 0; j < i; j++)
+			if (!strcmp(p->containers[j].name, cname))
+				return myce_error_set(err, EINVAL, "pod %s/%s: two containers named %s", ns, name, cname);
+		p->ncontainers = i + 1;
+		if (parse_container(pod, c, pod_ip, &p->containers[i], err) < 0)
 			return myce_error_wrap(err, "pod %s/%s", ns, name);
 	}
+	const struct myce_kpod_container *c0 = &p->containers[0];
+	p->container = xstrdup(c0->name);
+	p->image = xstrdup(c0->image);
+	p->workdir = c0->workdir ? xstrdup(c0->workdir) : NULL;
+	p->env = cJSON_Duplicate(c0->env, true);
+	p->command = cJSON_Duplicate(c0->command, true);
+	p->ready_port = c0->ready_port;
+	p->prestop = c0->prestop ? cJSON_Duplicate(c0->prestop, true) : NULL;
 	const char *rp = myce_json_str(spec, "restartPolicy");
 	p->restart = !rp || !strcmp(rp, "Always") ? MYCE_KPOD_RESTART_ALWAYS
 		     : !strcmp(rp, "OnFailure")   ? MYCE_KPOD_RESTART_ON_FAILURE

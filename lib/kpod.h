@@ -16,18 +16,38 @@
 #include <stdbool.h>
 #include <stdint.h>
 
+/* podinit.c reports a container by an index of 8 bits... and a pod is not a fleet. */
+#define MYCE_KPOD_MAX_CONTAINERS 16
+
 enum myce_kpod_restart { MYCE_KPOD_RESTART_ALWAYS, MYCE_KPOD_RESTART_ON_FAILURE, MYCE_KPOD_RESTART_NEVER };
 
-struct myce_kpod {
-	char *ns, *name, *uid;
-	char *node;      /* spec.nodeName ("" while unscheduled) */
-	char *container; /* the one container's name */
+/* One container of the pod, as the runtime runs it. */
+struct myce_kpod_container {
+	char *name;
 	char *image;     /* reported back in containerStatuses, never pulled */
 	cJSON *command;  /* command + args, $(VAR) expanded: array of strings */
 	cJSON *env;      /* array of "NAME=value" */
 	char *workdir;   /* NULL = / */
 	int ready_port;  /* tcpSocket readinessProbe port, 0 = none */
 	cJSON *prestop;  /* lifecycle.preStop.exec.command, or NULL */
+};
+
+/* A pod's containers all run in one process tree (one checkpoint, one
+ * restore: src/agent/podinit.c).  The fields from `container` to `prestop`
+ * repeat the first container's (the application; the others are its
+ * sidecars), which is all a one-container pod has. */
+struct myce_kpod {
+	char *ns, *name, *uid;
+	char *node;      /* spec.nodeName ("" while unscheduled) */
+	struct myce_kpod_container *containers;
+	int ncontainers; /* >= 1 */
+	char *container; /* the first container's name */
+	char *image;
+	cJSON *command;
+	cJSON *env;
+	char *workdir;
+	int ready_port;
+	cJSON *prestop;
 	int grace_s;     /* deletionGracePeriodSeconds, else terminationGracePeriodSeconds, else 30 */
 	enum myce_kpod_restart restart;
 	bool deleting;   /* metadata.deletionTimestamp is set */
@@ -53,7 +73,13 @@ const char *myce_kpod_uid(const cJSON *pod);
  * else is left as written.  Caller frees. */
 char *myce_kpod_expand(const char *s, const cJSON *env);
 
-/* What the kubelet knows of the pod's one container, for its status. */
+/* The spec of pod_create's "containers" (src/node/pods.c) for a pod of
+ * several containers: [{"name", "cmd", "env", "workdir"}...]; NULL for a
+ * pod of one (it keeps the one-container path).  Caller frees. */
+cJSON *myce_kpod_containers_spec(const struct myce_kpod *p);
+
+/* What the kubelet knows of the pod's containers, for its status: they
+ * run, stop and restart together (the first one to end ends the pod). */
 enum myce_kpod_cstate { MYCE_KPOD_WAITING, MYCE_KPOD_RUNNING, MYCE_KPOD_TERMINATED };
 
 struct myce_kpod_state {
@@ -72,7 +98,11 @@ struct myce_kpod_state {
 	/* The previous run, after a restart (last_exit_us 0 = none). */
 	int last_exit_code;
 	int64_t last_started_us, last_exit_us;
-	const char *container_id;     /* "myce://<local pod id>" */
+	const char *container_id;     /* "myce://<local pod id>" ("/<name>" is added
+					 for each container of a pod of several) */
+	const char *ended_container;  /* the container whose exit ended the pod
+					 (its exit code above; the others were
+					 stopped: 143), NULL = the same for all */
 };
 
 /* The pod's status object (PodScheduled, Initialized, ContainersReady,

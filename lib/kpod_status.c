@@ -49,6 +49,50 @@ static cJSON *terminated(int code, int64_t started_us, int64_t finished_us, cons
 	return t;
 }
 
+/* The containers of a pod run and stop together: each one's status is the
+ * pod's, but for its name, image, ID and, for the container that ended
+ * the pod, its own exit code (the others were stopped with it: 143). */
+static cJSON *container_status(const struct myce_kpod *p, const struct myce_kpod_state *st, const char *name,
+			       const char *image)
+{
+	_cleanup_free_ char *cid = !st->container_id ? NULL
+				   : p->ncontainers > 1 ? xasprintf("%s/%s", st->container_id, name)
+							: xstrdup(st->container_id);
+	bool stopped_with = st->ended_container && strcmp(st->ended_container, name) != 0;
+	cJSON *c = cJSON_CreateObject();
+	cJSON_AddStringToObject(c, "name", name);
+	cJSON *state = cJSON_AddObjectToObject(c, "state");
+	switch (st->cstate) {
+	case MYCE_KPOD_RUNNING: {
+		cJSON *r = cJSON_AddObjectToObject(state, "running");
+		add_time(r, "startedAt", st->started_us);
+		break;
+	}
+	case MYCE_KPOD_TERMINATED:
+		cJSON_AddItemToObject(state, "terminated",
+				      terminated(stopped_with ? 143 : st->exit_code, st->started_us, st->finished_us, cid));
+		break;
+	case MYCE_KPOD_WAITING: {
+		cJSON *w = cJSON_AddObjectToObject(state, "waiting");
+		cJSON_AddStringToObject(w, "reason", st->waiting_reason ? st->waiting_reason : "ContainerCreating");
+		break;
+	}
+	}
+	cJSON *last = cJSON_AddObjectToObject(c, "lastState");
+	if (st->last_exit_us > 0)
+		cJSON_AddItemToObject(last, "terminated",
+				      terminated(stopped_with ? 143 : st->last_exit_code, st->last_started_us,
+						 st->last_exit_us, cid));
+	cJSON_AddBoolToObject(c, "ready", st->ready);
+	cJSON_AddNumberToObject(c, "restartCount", st->restart_count);
+	cJSON_AddBoolToObject(c, "started", st->cstate == MYCE_KPOD_RUNNING);
+	cJSON_AddStringToObject(c, "image", image ? image : "");
+	cJSON_AddStringToObject(c, "imageID", "");
+	if (cid && st->cstate != MYCE_KPOD_WAITING)
+		cJSON_AddStringToObject(c, "containerID", cid);
+	return c;
+}
+
 cJSON *myce_kpod_status(const struct myce_kpod *p, const struct myce_kpod_state *st)
 {
 	cJSON *s = cJSON_CreateObject();
@@ -72,37 +116,12 @@ cJSON *myce_kpod_status(const struct myce_kpod *p, const struct myce_kpod_state 
 	add_time(s, "startTime", start);
 
 	cJSON *cs = cJSON_AddArrayToObject(s, "containerStatuses");
-	cJSON *c = cJSON_CreateObject();
-	cJSON_AddItemToArray(cs, c);
-	cJSON_AddStringToObject(c, "name", p->container);
-	cJSON *state = cJSON_AddObjectToObject(c, "state");
-	switch (st->cstate) {
-	case MYCE_KPOD_RUNNING: {
-		cJSON *r = cJSON_AddObjectToObject(state, "running");
-		add_time(r, "startedAt", st->started_us);
-		break;
+	for (int i = 0; i < (p->ncontainers > 0 ? p->ncontainers : 1); i++) {
+		/* A stub pod (kubelet_pod.c, unparseable object) has no list. */
+		const char *name = p->ncontainers > 0 ? p->containers[i].name : p->container;
+		const char *image = p->ncontainers > 0 ? p->containers[i].image : p->image;
+		cJSON_AddItemToArray(cs, container_status(p, st, name, image));
 	}
-	case MYCE_KPOD_TERMINATED:
-		cJSON_AddItemToObject(state, "terminated",
-				      terminated(st->exit_code, st->started_us, st->finished_us, st->container_id));
-		break;
-	case MYCE_KPOD_WAITING: {
-		cJSON *w = cJSON_AddObjectToObject(state, "waiting");
-		cJSON_AddStringToObject(w, "reason", st->waiting_reason ? st->waiting_reason : "ContainerCreating");
-		break;
-	}
-	}
-	cJSON *last = cJSON_AddObjectToObject(c, "lastState");
-	if (st->last_exit_us > 0)
-		cJSON_AddItemToObject(last, "terminated",
-				      terminated(st->last_exit_code, st->last_started_us, st->last_exit_us, st->container_id));
-	cJSON_AddBoolToObject(c, "ready", st->ready);
-	cJSON_AddNumberToObject(c, "restartCount", st->restart_count);
-	cJSON_AddBoolToObject(c, "started", st->cstate == MYCE_KPOD_RUNNING);
-	cJSON_AddStringToObject(c, "image", p->image);
-	cJSON_AddStringToObject(c, "imageID", "");
-	if (st->container_id && st->cstate != MYCE_KPOD_WAITING)
-		cJSON_AddStringToObject(c, "containerID", st->container_id);
 	return s;
 }
 

@@ -8,7 +8,8 @@ import subprocess
 from pathlib import Path
 
 RUN_DIR = Path("/run/mycedrive")
-OUR_PROGRAMS = ("myce-node", "myce-agent", "myce-coordinator", "myce-coordinator-k8s", "myce-link", "myce-proxy")
+OUR_PROGRAMS = ("myce-node", "myce-agent", "myce-podinit", "myce-coordinator", "myce-coordinator-k8s", "myce-link",
+                "myce-proxy")
 
 
 def leftovers(build):

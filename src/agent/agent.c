@@ -12,11 +12,15 @@
 #include "cluster.h"
 #include "http.h"
 #include "log.h"
+#include "memread.h"
 #include "nft.h"
+#include "podinit.h"
 #include "util.h"
 
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <libgen.h>
 #include <getopt.h>
 #include <poll.h>
 #include <signal.h>
@@ -39,6 +43,11 @@ struct agent {
 	bool env_form; /* a real cluster's container entrypoint (agent_env.h) */
 	char *token;
 	char **cmd;
+	/* A pod of several containers (--containers): cmd runs myce-podinit,
+	 * which parents them all (podinit.c); names in the pod's order. */
+	cJSON *containers;
+	char **podinit_argv;
+	int ended_container; /* index pod-init reported, -1 = none */
 	int app_pid;
 	enum app_state state;
 	int exit_status;
@@ -146,6 +155,104 @@ static void reap(struct agent *a)
 	}
 }
 
+/* pod-init says which container ended the pod (its own exit follows). */
+static void podinit_report(struct agent *a, const struct signalfd_siginfo *si)
+{
+	if (!a->containers || (pid_t)si->ssi_pid != a->app_pid)
+		return;
+	int idx = MYCE_PODINIT_INDEX(si->ssi_int), code = MYCE_PODINIT_CODE(si->ssi_int);
+	const char *name = myce_json_str(cJSON_GetArrayItem(a->containers, idx), "name");
+	if (!name)
+		return;
+	a->ended_container = idx;
+	log_info("pod %ld: container %s exited (%d): the pod ends with it", a->pod_id, name, code);
+}
+
+/* --containers FILE: [{"name", "cmd": [...], "env": ["K=V"...], "workdir"}...]
+ * (written by the node daemon).  Builds myce-podinit's command line
+ * (podinit.c) from it, myce-podinit being next to this program. */
+static int load_containers(struct agent *a, const char *file, struct myce_error **err)
+{
+	_cleanup_free_ char *text = myce_read_file(file, NULL);
+	if (!text)
+		return myce_error_errno(err, "read %s", file);
+	a->containers = cJSON_Parse(text);
+	int n = cJSON_GetArraySize(a->containers);
+	if (!cJSON_IsArray(a->containers) || n < 1)
+		return myce_error_set(err, EINVAL, "%s: not a list of containers", file);
+	char self[4096];
+	ssize_t len = readlink("/proc/self/exe", self, sizeof(self) - 1);
+	if (len <= 0)
+		return myce_error_errno(err, "readlink /proc/self/exe");
+	self[len] = '\0';
+	size_t cap = 3, k = 0;
+	const cJSON *c;
+	cJSON_ArrayForEach(c, a->containers)
+		cap += 4 + (size_t)cJSON_GetArraySize(cJSON_GetObjectItem(c, "cmd")) +
+		       (size_t)cJSON_GetArraySize(cJSON_GetObjectItem(c, "env"));
+	char **v = xzalloc(sizeof(char *) * cap);
+	v[k++] = xasprintf("%s/" MYCE_PODINIT_BINARY, dirname(self));
+	v[k++] = xasprintf("%d", n);
+	cJSON_ArrayForEach(c, a->containers)
+	{
+		const cJSON *cmd = cJSON_GetObjectItem(c, "cmd"), *env = cJSON_GetObjectItem(c, "env");
+		const char *name = myce_json_str(c, "name"), *wd = myce_json_str(c, "workdir");
+		if (!name || !cJSON_GetArraySize(cmd)) {
+			a->podinit_argv = v;
+			return myce_error_set(err, EINVAL, "%s: a container needs a name and a command", file);
+		}
+		v[k++] = xstrdup(name);
+		v[k++] = xstrdup(wd ? wd : "");
+		v[k++] = xasprintf("%d", cJSON_GetArraySize(cmd));
+		v[k++] = xasprintf("%d", cJSON_GetArraySize(env));
+		const cJSON *x;
+		cJSON_ArrayForEach(x, cmd)
+			v[k++] = xstrdup(cJSON_IsString(x) ? x->valuestring : "");
+		cJSON_ArrayForEach(x, env)
+			v[k++] = xstrdup(cJSON_IsString(x) ? x->valuestring : "");
+	}
+	a->podinit_argv = v;
+	a->cmd = v;
+	return 0;
+}
+
+/* The processes of the tree about to be dumped, pid -> comm (read before
+ * the freeze: it costs nothing inside it). */
+static cJSON *tree_list(pid_t root)
+{
+	_cleanup_free_ pid_t *tree = NULL;
+	size_t n = 0;
+	cJSON *list = cJSON_CreateArray();
+	if (myce_memread_tree(root, &tree, &n, NULL) < 0)
+		return list;
+	for (size_t i = 0; i < n; i++) {
+		_cleanup_free_ char *path = xasprintf("/proc/%d/comm", (int)tree[i]);
+		_cleanup_free_ char *comm = myce_read_file(path, NULL);
+		if (comm)
+			comm[strcspn(comm, "\n")] = '\0';
+		cJSON *o = cJSON_CreateObject();
+		cJSON_AddNumberToObject(o, "pid", tree[i]);
+		cJSON_AddStringToObject(o, "comm", comm ? comm : "");
+		cJSON_AddItemToArray(list, o);
+	}
+	return list;
+}
+
+/* What CRIU's one dump covered: the processes of the tree that have a
+ * core-PID.img in the images. */
+static cJSON *dumped_processes(const char *imgdir, cJSON *tree)
+{
+	cJSON *out = cJSON_CreateArray();
+	cJSON *p;
+	cJSON_ArrayForEach(p, tree)
+	{
+		_cleanup_free_ char *core = xasprintf("%s/core-%.0f.img", imgdir, myce_json_num(p, "pid", 0));
+		if (access(core, F_OK) == 0)
+			cJSON_AddItemToArray(out, cJSON_Duplicate(p, true));
+	}
+	return out;
+}
+
 static void drop_guard(void)
 {
 	_cleanup_error_ struct myce_error *e = NULL;
@@ -194,6 +301,7 @@ static cJSON *op_checkpoint(struct agent *a, const cJSON *req)
 	myce_rm_rf(imgdir);
 	struct myce_ckpt_result res;
 	_cleanup_error_ struct myce_error *e = NULL;
+	_cleanup_json_ cJSON *tree = tree_list(a->app_pid);
 	criu_window(a, true);
 	int rc = myce_ckpt_dump(a->app_pid, imgdir, &res, &e);
 	criu_window(a, false);
@@ -208,8 +316,12 @@ static cJSON *op_checkpoint(struct agent *a, const cJSON *req)
 		log_error("pod %ld: %s", a->pod_id, myce_error_msg(e));
 	} else {
 		a->state = APP_CHECKPOINTED;
+		cJSON *procs = dumped_processes(imgdir, tree);
 		add_criu_stats(r, imgdir, true);
-		log_info("pod %ld: checkpointed pid %d in %.1f ms", a->pod_id, a->app_pid, res.ms);
+		log_info("pod %ld: checkpointed pid %d in %.1f ms, %d process(es) in one dump", a->pod_id, a->app_pid,
+			 res.ms, cJSON_GetArraySize(procs));
+		/* Every process of every container, frozen and dumped together. */
+		cJSON_AddItemToObject(r, "processes", procs);
 	}
 	return r;
 }
@@ -261,6 +373,7 @@ static cJSON *op_status(struct agent *a)
 	cJSON_AddStringToObject(r, "state", names[a->state]);
 	cJSON_AddNumberToObject(r, "app_pid", a->app_pid);
 	cJSON_AddStringToObject(r, "role", a->role ? a->role : "");
+	cJSON_AddNumberToObject(r, "containers", a->containers ? cJSON_GetArraySize(a->containers) : 1);
 	return r;
 }
 
@@ -339,6 +452,10 @@ static int run(struct agent *a)
 					unlink(sock);
 					return 0;
 				}
+				if ((int)si.ssi_signo == MYCE_PODINIT_SIG) {
+					podinit_report(a, &si);
+					continue;
+				}
 				break;
 			}
 			reap(a);
@@ -349,7 +466,12 @@ static int run(struct agent *a)
 			/* The node daemon reads how the application ended (its
 			 * Kubernetes mode reports it as the container's exit code). */
 			_cleanup_free_ char *path = xasprintf("%s/app.exit", a->dir);
-			_cleanup_free_ char *code = xasprintf("%d\n", a->exit_status);
+			/* "CODE\n", or "CODE CONTAINER\n" for the container that
+			 * ended a pod of several. */
+			const char *who = a->ended_container >= 0
+				? myce_json_str(cJSON_GetArrayItem(a->containers, a->ended_container), "name") : NULL;
+			_cleanup_free_ char *code = who ? xasprintf("%d %s\n", a->exit_status, who)
+							: xasprintf("%d\n", a->exit_status);
 			myce_write_file_atomic(path, code, strlen(code), 0644);
 			unlink(sock);
 			return a->exit_status;
@@ -359,6 +481,11 @@ static int run(struct agent *a)
 			return 1;
 		}
 	}
+}
+
+static void ignore_signal(int sig)
+{
+	(void)sig;
 }
 
 /* `myce-agent -- CMD...` with no embedded flags: configured from the
@@ -395,8 +522,9 @@ int main(int argc, char **argv)
 		{"coordinator", required_argument, 0, 'c'}, {"token-file", required_argument, 0, 't'},
 		{"ca", required_argument, 0, 'A'},
 		{"k8s-pod", required_argument, 0, 'k'}, {"workdir", required_argument, 0, 'w'},
-		{"hostname", required_argument, 0, 'H'},
+		{"hostname", required_argument, 0, 'H'}, {"containers", required_argument, 0, 'C'},
 		{0, 0, 0, 0}};
+	const char *containers = NULL;
 	int c;
 	while ((c = getopt_long(argc, argv, "+", opts, NULL)) != -1) {
 		switch (c) {
@@ -410,16 +538,18 @@ int main(int argc, char **argv)
 		case 'k': a.k8s_pod = optarg; break;
 		case 'w': a.workdir = optarg; break;
 		case 'H': a.hostname = optarg; break;
+		case 'C': containers = optarg; break;
 		default: return 2;
 		}
 	}
-	bool embedded = a.pod_id >= 0 || a.app || a.node || a.dir || a.coord || token_file;
+	bool embedded = a.pod_id >= 0 || a.app || a.node || a.dir || a.coord || token_file || containers;
 	if (!embedded && optind < argc && env_config(&a, &ae, &token_file) < 0)
 		return 2;
-	if ((!a.env_form && a.pod_id < 0) || !a.app || !a.node || !a.dir || !a.coord || !token_file || optind >= argc) {
+	if ((!a.env_form && a.pod_id < 0) || !a.app || !a.node || !a.dir || !a.coord || !token_file ||
+	    (optind >= argc && !containers)) {
 		fprintf(stderr, "usage: myce-agent --pod-id N --app NAME --node NODE --dir DIR "
 				"--coordinator URL --token-file F [--ca FILE] [--k8s-pod NS/NAME] [--workdir DIR] [--hostname H]"
-				" -- CMD [ARGS...]\n"
+				" {-- CMD [ARGS...] | --containers FILE}\n"
 				"       myce-agent -- CMD [ARGS...]   (a container's entrypoint: MYCE_COORDINATOR, MYCE_TOKEN_FILE,\n"
 				"                   MYCE_POD_NAME, MYCE_NODE_NAME, ... from the environment)\n"
 				"       myce-agent prestop            (a container's preStop hook)\n");
@@ -435,6 +565,11 @@ int main(int argc, char **argv)
 		return 2;
 	}
 	_cleanup_error_ struct myce_error *e = NULL;
+	a.ended_container = -1;
+	if (containers && load_containers(&a, containers, &e) < 0) {
+		log_error("pod %ld: %s", a.pod_id, myce_error_msg(e));
+		return 2;
+	}
 	a.token = myce_token_load(token_file, &e);
 	if (!a.token) {
 		log_error("%s", myce_error_msg(e));
@@ -444,6 +579,9 @@ int main(int argc, char **argv)
 	sigaddset(&a.sigs, SIGCHLD);
 	sigaddset(&a.sigs, SIGTERM);
 	sigaddset(&a.sigs, SIGINT);
+	sigaddset(&a.sigs, MYCE_PODINIT_SIG);
+	/* Unblocked around CRIU calls (criu_window): must not kill us then. */
+	signal(MYCE_PODINIT_SIG, ignore_signal);
 	sigprocmask(SIG_BLOCK, &a.sigs, NULL);
 	if (!a.env_form && pod_mounts(a.hostname ? a.hostname : a.app, &e) < 0) {
 		log_error("pod %ld: %s", a.pod_id, myce_error_msg(e));

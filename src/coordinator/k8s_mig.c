@@ -377,7 +377,8 @@ static void spawn(struct kmig *m, void *(*fn)(void *))
 	pthread_detach(t);
 }
 
-/* S's local pod id on its node: the kubelet reports containerID myce://<id>. */
+/* S's local pod id on its node: the kubelet reports containerID myce://<id>
+ * (myce://<id>/<container> in a pod of several containers). */
 static long local_id_of(const cJSON *pod)
 {
 	const cJSON *cs = cJSON_GetArrayItem(cJSON_GetObjectItem(cJSON_GetObjectItem(pod, "status"), "containerStatuses"), 0);
@@ -386,7 +387,7 @@ static long local_id_of(const cJSON *pod)
 		return -1;
 	char *end;
 	long id = strtol(cid + 7, &end, 10);
-	return *end || end == cid + 7 || id < 0 ? -1 : id;
+	return (*end && *end != '/') || end == cid + 7 || id < 0 ? -1 : id;
 }
 
 void k8s_mig_start(struct coord *c, const cJSON *body, struct myce_http_resp *resp)

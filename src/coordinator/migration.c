@@ -530,6 +530,10 @@ cJSON *mig_get(struct coord *c, long id)
 		cJSON_AddNumberToObject(m, "bytes_raw", myce_json_num(res, "bytes_raw", 0));
 		cJSON_AddNumberToObject(m, "bytes_wire", myce_json_num(res, "bytes_wire", 0));
 		cJSON_AddNumberToObject(m, "zstd_level", myce_json_num(res, "zstd_level", 0));
+		/* The processes the source's one CRIU dump covered. */
+		const cJSON *procs = cJSON_GetObjectItem(res, "dumped_processes");
+		if (procs)
+			cJSON_AddItemToObject(m, "dumped_processes", cJSON_Duplicate(procs, true));
 		const char *picked = myce_json_str(res, "mode_picked");
 		if (picked) {
 			cJSON_AddStringToObject(m, "mode_picked", picked);

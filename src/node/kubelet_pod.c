@@ -30,6 +30,8 @@ struct kl_run {
 	int64_t restart_at_us; /* monotonic; 0 = none pending */
 	int backoff_ms;
 	char *error;       /* why the pod cannot run (status message) */
+	char *ended;       /* the container whose exit ended the pod's last run
+			      (pods of several containers), or NULL */
 	int64_t seen_us;   /* when this worker first saw the pod (startTime until it runs) */
 	char *last_status; /* the status last sent, to send only changes */
 	int64_t carried_warned_us; /* last warning that the coordinator did not answer */
@@ -106,9 +108,9 @@ static int alloc_local(struct kl_worker *w, const cJSON *reserved, struct myce_e
 
 /* The container's variables, then how the application or a hook finds the
  * pod's agent (e.g. a preStop that asks it to checkpoint). */
-static cJSON *pod_env(const struct kl_worker *w, const struct myce_kpod *kp)
+static cJSON *pod_env(const struct kl_worker *w, const cJSON *container_env)
 {
-	cJSON *env = cJSON_Duplicate(kp->env, true);
+	cJSON *env = container_env ? cJSON_Duplicate(container_env, true) : cJSON_CreateArray();
 	_cleanup_free_ char *idvar = xasprintf("MYCE_POD_ID=%ld", w->local.id);
 	_cleanup_free_ char *sock = pod_agent_sock(w->local.id);
 	_cleanup_free_ char *sockvar = xasprintf("MYCE_AGENT_SOCK=%s", sock);
@@ -124,7 +126,18 @@ static int start_pod(struct kl_worker *w, const struct myce_kpod *kp, const cJSO
 	cJSON_AddStringToObject(spec, "app", kp->container);
 	cJSON_AddStringToObject(spec, "addr", w->local.addr);
 	cJSON_AddItemToObject(spec, "cmd", cJSON_Duplicate(kp->command, true));
-	cJSON_AddItemToObject(spec, "env", pod_env(w, kp));
+	/* Several containers: one process tree under myce-podinit, each with
+	 * its own command, env and workdir (the agent's environment stays the
+	 * daemon's); one container: the agent runs it directly, as before. */
+	cJSON *containers = myce_kpod_containers_spec(kp);
+	if (containers) {
+		cJSON *c;
+		cJSON_ArrayForEach(c, containers)
+			cJSON_ReplaceItemInObject(c, "env", pod_env(w, cJSON_GetObjectItem(c, "env")));
+		cJSON_AddItemToObject(spec, "containers", containers);
+	} else {
+		cJSON_AddItemToObject(spec, "env", pod_env(w, kp->env));
+	}
 	/* Kubernetes' default host name of a pod: its name (a DNS label, at most 63). */
 	char host[64];
 	snprintf(host, sizeof(host), "%s", kp->name);
@@ -132,7 +145,7 @@ static int start_pod(struct kl_worker *w, const struct myce_kpod *kp, const cJSO
 	_cleanup_free_ char *podname = xasprintf("%s/%s", kp->ns, kp->name);
 	cJSON_AddStringToObject(spec, "k8s_pod", podname);
 	cJSON_AddStringToObject(spec, "k8s_uid", w->uid);
-	if (kp->workdir)
+	if (kp->workdir && !containers)
 		cJSON_AddStringToObject(spec, "workdir", kp->workdir);
 	/* A migration's target: waits for the checkpoint, carries the source's addresses. */
 	cJSON *carried = kl_target_carried(obj);
@@ -148,10 +161,14 @@ static int start_pod(struct kl_worker *w, const struct myce_kpod *kp, const cJSO
 		w->local.start_us = now;
 	w->local.started_us = now;
 	kl_local_save(w);
-	log_info("pod %s/%s: running as local pod %ld at %s (%s)", kp->ns, kp->name, w->local.id, w->local.addr,
-		 cJSON_GetArrayItem(kp->command, 0)->valuestring);
-	kl_event(w, "Normal", "Started", "Started container %s (%s) as local pod %ld at %s, no image pulled",
-		 kp->container, cJSON_GetArrayItem(kp->command, 0)->valuestring, w->local.id, w->local.addr);
+	for (int i = 0; i < kp->ncontainers; i++) {
+		const struct myce_kpod_container *c = &kp->containers[i];
+		const char *prog = cJSON_GetArrayItem(c->command, 0)->valuestring;
+		log_info("pod %s/%s: container %s running as local pod %ld at %s (%s)", kp->ns, kp->name, c->name,
+			 w->local.id, w->local.addr, prog);
+		kl_event(w, "Normal", "Started", "Started container %s (%s) as local pod %ld at %s, no image pulled",
+			 c->name, prog, w->local.id, w->local.addr);
+	}
 	return 0;
 }
 
@@ -188,13 +205,23 @@ static char *local_app(struct kl_worker *w)
 	return app;
 }
 
-static int read_exit_code(long id)
+/* app.exit: "CODE\n", or "CODE CONTAINER\n" when one container of several
+ * ended the pod (*container, caller frees; else NULL). */
+static int read_exit_code(long id, char **container)
 {
 	_cleanup_free_ char *dir = myce_pod_dir(id);
 	_cleanup_free_ char *path = xasprintf("%s/app.exit", dir);
 	_cleanup_free_ char *s = myce_read_file(path, NULL);
+	*container = NULL;
 	/* No record: the agent itself died (killed). */
-	return s ? atoi(s) : 137;
+	if (!s)
+		return 137;
+	const char *sp = strchr(s, ' ');
+	if (sp) {
+		*container = xstrdup(sp + 1);
+		(*container)[strcspn(*container, "\n")] = '\0';
+	}
+	return atoi(s);
 }
 
 /* The agent's view of its application: "running", "checkpointed", ...
@@ -246,6 +273,15 @@ static bool tcp_ready(const char *addr, int port)
 	return getsockopt(fd, SOL_SOCKET, SO_ERROR, &e, &l) == 0 && e == 0;
 }
 
+/* Every container's tcpSocket readiness probe. */
+static bool probes_ready(struct kl_worker *w, const struct myce_kpod *kp)
+{
+	for (int i = 0; i < kp->ncontainers; i++)
+		if (kp->containers[i].ready_port && !tcp_ready(w->local.addr, kp->containers[i].ready_port))
+			return false;
+	return true;
+}
+
 static void report(struct kl_worker *w, const struct myce_kpod *kp, struct kl_run *r, pid_t pid)
 {
 	struct kubelet *k = w->k;
@@ -268,6 +304,7 @@ static void report(struct kl_worker *w, const struct myce_kpod *kp, struct kl_ru
 		.last_started_us = w->local.last_started_us,
 		.last_exit_us = w->local.last_exit_us,
 		.container_id = cid,
+		.ended_container = r->ended,
 	};
 	if (r->error && !w->local.start_us)
 		st.phase = "Failed";
@@ -348,13 +385,21 @@ static void terminate(struct kl_worker *w, const struct myce_kpod *kp)
 	int64_t deadline = t0 + (int64_t)kp->grace_s * 1000000;
 	log_info("pod %s/%s: deleting (grace period %d s)", w->ns, w->name, kp->grace_s);
 	pid_t pid = w->local.id >= 0 ? agent_pid(w) : 0;
-	if (pid > 0 && kp->prestop && !kl_migrated_away(w, kp->container)) {
+	bool hooks = false;
+	for (int i = 0; i < kp->ncontainers; i++)
+		hooks |= kp->containers[i].prestop != NULL;
+	/* Each container's hook in turn, all within the one grace period. */
+	bool run_hooks = pid > 0 && hooks && !kl_migrated_away(w, kp->container);
+	for (int i = 0; run_hooks && i < kp->ncontainers; i++) {
+		const struct myce_kpod_container *c = &kp->containers[i];
+		if (!c->prestop)
+			continue;
 		_cleanup_free_ char *dir = myce_pod_dir(w->local.id);
 		_cleanup_free_ char *logpath = xasprintf("%s/agent.log", dir);
 		int status = -1;
 		_cleanup_error_ struct myce_error *e = NULL;
-		_cleanup_json_ cJSON *env = pod_env(w, kp);
-		if (kl_exec_in_pod(pid, kp->prestop, env, logpath, deadline, &status, &e) < 0) {
+		_cleanup_json_ cJSON *env = pod_env(w, c->env);
+		if (kl_exec_in_pod(pid, c->prestop, env, logpath, deadline, &status, &e) < 0) {
 			log_warn("pod %s/%s: preStop hook: %s", w->ns, w->name, myce_error_msg(e));
 			kl_event(w, "Warning", "FailedPreStopHook", "PreStopHook failed: %s", myce_error_msg(e));
 		} else {
@@ -364,8 +409,10 @@ static void terminate(struct kl_worker *w, const struct myce_kpod *kp)
 				kl_event(w, "Warning", "FailedPreStopHook", "PreStopHook exited %d", status);
 		}
 	}
-	if (pid > 0)
-		kl_event(w, "Normal", "Killing", "Stopping container %s", kp->container ? kp->container : "");
+	for (int i = 0; pid > 0 && i < (kp->ncontainers > 0 ? kp->ncontainers : 1); i++) {
+		const char *cname = kp->ncontainers > 0 ? kp->containers[i].name : kp->container;
+		kl_event(w, "Normal", "Killing", "Stopping container %s", cname ? cname : "");
+	}
 	stop_pod(w, deadline);
 	_cleanup_json_ cJSON *opts = cJSON_CreateObject();
 	cJSON_AddNumberToObject(opts, "gracePeriodSeconds", 0);
@@ -395,9 +442,13 @@ static void terminate(struct kl_worker *w, const struct myce_kpod *kp)
  * (with back-off, as CrashLoopBackOff) or keep the pod terminated. */
 static void app_exited(struct kl_worker *w, const struct myce_kpod *kp, struct kl_run *r)
 {
-	int code = read_exit_code(w->local.id);
+	free(r->ended);
+	int code = read_exit_code(w->local.id, &r->ended);
 	int64_t now = myce_wall_us();
-	log_info("pod %s/%s: application exited (%d)", w->ns, w->name, code);
+	if (r->ended)
+		log_info("pod %s/%s: container %s exited (%d), and the pod with it", w->ns, w->name, r->ended, code);
+	else
+		log_info("pod %s/%s: application exited (%d)", w->ns, w->name, code);
 	r->ready = false;
 	r->ready_changed_us = now;
 	bool restart = kp->restart == MYCE_KPOD_RESTART_ALWAYS || (kp->restart == MYCE_KPOD_RESTART_ON_FAILURE && code != 0);
@@ -418,8 +469,9 @@ static void app_exited(struct kl_worker *w, const struct myce_kpod *kp, struct k
 		r->backoff_ms = 30000;
 	r->restart_at_us = myce_now_us() + (int64_t)r->backoff_ms * 1000;
 	kl_local_save(w);
-	kl_event(w, "Warning", "BackOff", "Back-off %d ms restarting failed container %s (exit code %d)", r->backoff_ms,
-		 kp->container, code);
+	kl_event(w, "Warning", "BackOff", "Back-off %d ms restarting failed container %s (exit code %d)%s", r->backoff_ms,
+		 r->ended ? r->ended : kp->container, code,
+		 kp->ncontainers > 1 ? ": the pod's containers restart together" : "");
 }
 
 /* One pass: bring the local pod in line with the API object. */
@@ -476,7 +528,7 @@ static void sync_pod(struct kl_worker *w, const struct myce_kpod *kp, const cJSO
 	if (!strcmp(state, "checkpointed") && !handed_over(obj))
 		ready = r->ready; /* S's address now leads to T: no probe */
 	else
-		ready = !strcmp(state, "running") && (!kp->ready_port || tcp_ready(w->local.addr, kp->ready_port));
+		ready = !strcmp(state, "running") && probes_ready(w, kp);
 	if (ready != r->ready) {
 		r->ready = ready;
 		r->ready_changed_us = myce_wall_us();
@@ -550,6 +602,7 @@ void *kl_worker_run(void *arg)
 		pthread_mutex_unlock(&k->lock);
 	}
 	free(r.error);
+	free(r.ended);
 	free(r.last_status);
 	pthread_mutex_lock(&k->lock);
 	w->done = true;

@@ -171,9 +171,21 @@ static int spawn_agent(struct node *n, struct pod *p, const cJSON *spec, pid_t *
 		argv[k++] = "--hostname";
 		argv[k++] = (char *)hostname;
 	}
-	argv[k++] = "--";
-	for (int i = 0; i < ncmd; i++)
-		argv[k++] = cJSON_GetArrayItem(cmd, i)->valuestring;
+	/* Several containers: the agent runs them under myce-podinit, each
+	 * with its own command, environment and working directory. */
+	const cJSON *containers = cJSON_GetObjectItem(spec, "containers");
+	_cleanup_free_ char *cpath = xasprintf("%s/containers.json", dir);
+	if (cJSON_GetArraySize(containers) > 1) {
+		_cleanup_free_ char *text = cJSON_Print(containers);
+		if (myce_write_file_atomic(cpath, text, strlen(text), 0600) < 0)
+			return myce_error_errno(err, "write %s", cpath);
+		argv[k++] = "--containers";
+		argv[k++] = cpath;
+	} else {
+		argv[k++] = "--";
+		for (int i = 0; i < ncmd; i++)
+			argv[k++] = cJSON_GetArrayItem(cmd, i)->valuestring;
+	}
 	argv[k] = NULL;
 	/* The application inherits the agent's environment: the daemon's, plus
 	 * the pod's own variables (Kubernetes mode). */
@@ -244,6 +256,35 @@ static int spawn_agent(struct node *n, struct pod *p, const cJSON *spec, pid_t *
 	return 0;
 }
 
+/* "containers" (optional): [{"name", "cmd": [strings], "env": ["K=V"...],
+ * "workdir"}...], run together under one process tree (podinit.c). */
+static int pod_check_containers(const cJSON *containers, struct myce_error **err)
+{
+	if (!containers)
+		return 0;
+	if (!cJSON_IsArray(containers) || cJSON_GetArraySize(containers) < 1)
+		return myce_error_set(err, EINVAL, "pod containers must be a non-empty array");
+	const cJSON *c;
+	cJSON_ArrayForEach(c, containers)
+	{
+		const cJSON *cmd = cJSON_GetObjectItem(c, "cmd"), *env = cJSON_GetObjectItem(c, "env"), *x;
+		if (!myce_json_str(c, "name") || !cJSON_IsArray(cmd) || cJSON_GetArraySize(cmd) < 1)
+			return myce_error_set(err, EINVAL, "pod containers need a name and a non-empty cmd");
+		cJSON_ArrayForEach(x, cmd)
+			if (!cJSON_IsString(x))
+				return myce_error_set(err, EINVAL, "container cmd must be an array of strings");
+		if (env && !cJSON_IsArray(env))
+			return myce_error_set(err, EINVAL, "container env must be an array of \"NAME=value\" strings");
+		cJSON_ArrayForEach(x, env)
+			if (!cJSON_IsString(x) || !strchr(x->valuestring, '='))
+				return myce_error_set(err, EINVAL, "container env must be an array of \"NAME=value\" strings");
+		const cJSON *wd = cJSON_GetObjectItem(c, "workdir");
+		if (wd && !cJSON_IsString(wd))
+			return myce_error_set(err, EINVAL, "container workdir must be a string");
+	}
+	return 0;
+}
+
 int pod_create(struct node *n, const cJSON *spec, struct pod **out, struct myce_error **err)
 {
 	long id = (long)myce_json_num(spec, "id", -1);
@@ -258,6 +299,8 @@ int pod_create(struct node *n, const cJSON *spec, struct pod **out, struct myce_
 	const cJSON *env = cJSON_GetObjectItem(spec, "env");
 	if (env && !cJSON_IsArray(env))
 		return myce_error_set(err, EINVAL, "pod env must be an array of \"NAME=value\" strings");
+	if (pod_check_containers(cJSON_GetObjectItem(spec, "containers"), err) < 0)
+		return -1;
 	pthread_mutex_lock(&n->lock);
 	bool exists = pod_find(n, id) != NULL;
 	pthread_mutex_unlock(&n->lock);

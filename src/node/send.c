@@ -376,6 +376,10 @@ static void send_migration(struct node *n, long pod_id, const cJSON *req, struct
 	}
 	copy_num(out, "freeze_start_wall_us", ck, "start_wall_us");
 	copy_num(out, "dump_ms", ck, "dump_ms");
+	/* Which processes the one dump froze (every container of the pod). */
+	const cJSON *procs = cJSON_GetObjectItem(ck, "processes");
+	if (procs)
+		cJSON_AddItemToObject(out, "dumped_processes", cJSON_Duplicate(procs, true));
 	/* Where the freeze goes, for the migration's record. */
 	cJSON *fd_detail = cJSON_AddObjectToObject(out, "freeze_detail");
 	if (cJSON_GetObjectItem(ck, "criu"))

@@ -106,10 +106,17 @@ static void expect_reject(const char *json, const char *needle)
 static void test_parse_rejects(void **state)
 {
 	expect_reject("{\"spec\": {}}", "not a Pod");
-	expect_reject("{" META ", \"spec\": {\"containers\": []}}", "exactly one container");
+	expect_reject("{" META ", \"spec\": {\"containers\": []}}", "at least one container");
 	expect_reject("{" META ", \"spec\": {\"containers\": [{\"name\": \"a\", \"command\": [\"x\"]},"
-		      "{\"name\": \"b\", \"command\": [\"y\"]}]}}",
-		      "exactly one container");
+		      "{\"name\": \"a\", \"command\": [\"y\"]}]}}",
+		      "two containers named a");
+	/* The second container is checked like the first. */
+	expect_reject("{" META ", \"spec\": {\"containers\": [{\"name\": \"a\", \"command\": [\"x\"]},"
+		      "{\"name\": \"b\", \"image\": \"busybox\"}]}}",
+		      "container b has no command");
+	expect_reject("{" META ", \"spec\": {\"containers\": [{\"name\": \"a\", \"command\": [\"x\"]},"
+		      "{\"command\": [\"y\"]}]}}",
+		      "container without a name");
 	expect_reject("{" META ", \"spec\": {\"containers\": [{\"name\": \"a\", \"image\": \"redis\"}]}}",
 		      "has no command");
 	expect_reject("{" META ", \"spec\": {\"initContainers\": [{\"name\": \"i\"}],"
@@ -126,6 +133,71 @@ static void test_parse_rejects(void **state)
 	expect_reject("{" META ", \"spec\": {\"containers\": [{\"name\": \"a\", \"command\": [\"x\"],"
 		      "\"lifecycle\": {\"preStop\": {\"httpGet\": {\"port\": 80}}}}]}}",
 		      "only exec preStop");
+}
+
+/* An application and a sidecar: each its own command, env (fieldRefs
+ * included), working directory, probe and hook. */
+static const char *SIDECAR_POD =
+	"{\"metadata\": {\"name\": \"web-5c\", \"namespace\": \"default\", \"uid\": \"u-2\"},"
+	" \"spec\": {\"nodeName\": \"node1\", \"restartPolicy\": \"OnFailure\","
+	"  \"containers\": ["
+	"   {\"name\": \"redis\", \"image\": \"redis:7\", \"command\": [\"redis-server\"],"
+	"    \"args\": [\"--port\", \"$(PORT)\"], \"env\": [{\"name\": \"PORT\", \"value\": \"6379\"}],"
+	"    \"readinessProbe\": {\"tcpSocket\": {\"port\": 6379}}},"
+	"   {\"name\": \"counter\", \"image\": \"python:3\", \"command\": [\"python3\", \"c.py\"],"
+	"    \"args\": [\"$(PORT)\", \"$(ME)\"], \"workingDir\": \"/srv\","
+	"    \"ports\": [{\"name\": \"status\", \"containerPort\": 7000}],"
+	"    \"env\": [{\"name\": \"ME\", \"valueFrom\": {\"fieldRef\": {\"fieldPath\": \"metadata.name\"}}}],"
+	"    \"readinessProbe\": {\"tcpSocket\": {\"port\": \"status\"}},"
+	"    \"lifecycle\": {\"preStop\": {\"exec\": {\"command\": [\"echo\", \"$(ME)\"]}}}}]}}";
+
+static void test_parse_several_containers(void **state)
+{
+	_cleanup_json_ cJSON *j = parse(SIDECAR_POD);
+	struct myce_kpod *p = NULL;
+	struct myce_error *e = NULL;
+	assert_int_equal(myce_kpod_parse(j, "10.78.1.3", &p, &e), 0);
+	assert_int_equal(p->ncontainers, 2);
+	assert_int_equal(p->restart, MYCE_KPOD_RESTART_ON_FAILURE);
+	const struct myce_kpod_container *r = &p->containers[0], *c = &p->containers[1];
+	assert_string_equal(r->name, "redis");
+	assert_string_equal(item(r->command, 2), "6379");
+	assert_int_equal(r->ready_port, 6379);
+	assert_null(r->workdir);
+	assert_null(r->prestop);
+	assert_string_equal(c->name, "counter");
+	assert_string_equal(c->image, "python:3");
+	/* Each container expands against its own env: PORT is redis's only. */
+	assert_int_equal(cJSON_GetArraySize(c->command), 4);
+	assert_string_equal(item(c->command, 2), "$(PORT)");
+	assert_string_equal(item(c->command, 3), "web-5c");
+	assert_int_equal(cJSON_GetArraySize(c->env), 1);
+	assert_string_equal(item(c->env, 0), "ME=web-5c");
+	assert_string_equal(c->workdir, "/srv");
+	assert_int_equal(c->ready_port, 7000);
+	assert_string_equal(item(c->prestop, 1), "web-5c");
+	/* The pod-level fields are the first container's (the application). */
+	assert_string_equal(p->container, "redis");
+	assert_string_equal(item(p->command, 0), "redis-server");
+	assert_int_equal(p->ready_port, 6379);
+
+	/* What the runtime is given: both, in order, each with its own env. */
+	_cleanup_json_ cJSON *spec = myce_kpod_containers_spec(p);
+	assert_int_equal(cJSON_GetArraySize(spec), 2);
+	const cJSON *s1 = cJSON_GetArrayItem(spec, 1);
+	assert_string_equal(myce_json_str(s1, "name"), "counter");
+	assert_string_equal(myce_json_str(s1, "workdir"), "/srv");
+	assert_string_equal(item(cJSON_GetObjectItem(s1, "cmd"), 0), "python3");
+	assert_string_equal(item(cJSON_GetObjectItem(s1, "env"), 0), "ME=web-5c");
+	assert_null(cJSON_GetObjectItem(cJSON_GetArrayItem(spec, 0), "workdir"));
+	myce_kpod_free(p);
+
+	/* A pod of one keeps the one-container path. */
+	_cleanup_json_ cJSON *one = parse(REDIS_POD);
+	assert_int_equal(myce_kpod_parse(one, NULL, &p, NULL), 0);
+	assert_int_equal(p->ncontainers, 1);
+	assert_null(myce_kpod_containers_spec(p));
+	myce_kpod_free(p);
 }
 
 static const cJSON *cond(const cJSON *st, const char *type)
@@ -188,6 +260,60 @@ static void test_status(void **state)
 	c = cJSON_GetArrayItem(cJSON_GetObjectItem(st3, "containerStatuses"), 0);
 	assert_string_equal(myce_json_str(cJSON_GetObjectItem(cJSON_GetObjectItem(c, "state"), "terminated"), "reason"),
 			    "Completed");
+	myce_kpod_free(p);
+}
+
+static const cJSON *cstatus(const cJSON *st, int i)
+{
+	const cJSON *c = cJSON_GetArrayItem(cJSON_GetObjectItem(st, "containerStatuses"), i);
+	assert_non_null(c);
+	return c;
+}
+
+static void test_status_several_containers(void **state)
+{
+	_cleanup_json_ cJSON *j = parse(SIDECAR_POD);
+	struct myce_kpod *p = NULL;
+	assert_int_equal(myce_kpod_parse(j, "10.78.1.3", &p, NULL), 0);
+	int64_t t0 = myce_k8s_time_parse("2026-11-25T10:00:01Z");
+	struct myce_kpod_state s = {.phase = "Running", .pod_ip = "10.78.1.3", .start_us = t0,
+				    .cstate = MYCE_KPOD_RUNNING, .started_us = t0, .ready = true,
+				    .container_id = "myce://100001"};
+	_cleanup_json_ cJSON *st = myce_kpod_status(p, &s);
+	assert_int_equal(cJSON_GetArraySize(cJSON_GetObjectItem(st, "containerStatuses")), 2);
+	assert_string_equal(myce_json_str(cstatus(st, 0), "name"), "redis");
+	assert_string_equal(myce_json_str(cstatus(st, 1), "name"), "counter");
+	assert_string_equal(myce_json_str(cstatus(st, 1), "image"), "python:3");
+	assert_true(myce_json_bool(cstatus(st, 1), "ready", false));
+	/* One ID per container. */
+	assert_string_equal(myce_json_str(cstatus(st, 0), "containerID"), "myce://100001/redis");
+	assert_string_equal(myce_json_str(cstatus(st, 1), "containerID"), "myce://100001/counter");
+	assert_string_equal(myce_json_str(cond(st, "ContainersReady"), "status"), "True");
+
+	/* The sidecar ended the pod (exit 3) after a restart: its code is its
+	 * own, redis was stopped with it. */
+	s.phase = "Failed";
+	s.ready = false;
+	s.cstate = MYCE_KPOD_TERMINATED;
+	s.exit_code = 3;
+	s.ended_container = "counter";
+	s.restart_count = 1;
+	s.last_exit_code = 3;
+	s.last_started_us = t0;
+	s.last_exit_us = t0 + 1000000;
+	_cleanup_json_ cJSON *st2 = myce_kpod_status(p, &s);
+	const cJSON *t1 = cJSON_GetObjectItem(cJSON_GetObjectItem(cstatus(st2, 1), "state"), "terminated");
+	const cJSON *t0s = cJSON_GetObjectItem(cJSON_GetObjectItem(cstatus(st2, 0), "state"), "terminated");
+	assert_int_equal((int)myce_json_num(t1, "exitCode", -1), 3);
+	assert_int_equal((int)myce_json_num(t0s, "exitCode", -1), 143);
+	const cJSON *l0 = cJSON_GetObjectItem(cJSON_GetObjectItem(cstatus(st2, 0), "lastState"), "terminated");
+	const cJSON *l1 = cJSON_GetObjectItem(cJSON_GetObjectItem(cstatus(st2, 1), "lastState"), "terminated");
+	assert_int_equal((int)myce_json_num(l0, "exitCode", -1), 143);
+	assert_int_equal((int)myce_json_num(l1, "exitCode", -1), 3);
+	/* They restart together. */
+	assert_int_equal((int)myce_json_num(cstatus(st2, 0), "restartCount", -1), 1);
+	assert_int_equal((int)myce_json_num(cstatus(st2, 1), "restartCount", -1), 1);
+	assert_string_equal(myce_json_str(cond(st2, "Ready"), "reason"), "PodCompleted");
 	myce_kpod_free(p);
 }
 
@@ -260,7 +386,8 @@ int main(void)
 		cmocka_unit_test(test_parse_pod),    cmocka_unit_test(test_parse_deleting),
 		cmocka_unit_test(test_parse_rejects), cmocka_unit_test(test_status),
 		cmocka_unit_test(test_time),         cmocka_unit_test(test_node_objects),
-		cmocka_unit_test(test_event),
+		cmocka_unit_test(test_event),        cmocka_unit_test(test_parse_several_containers),
+		cmocka_unit_test(test_status_several_containers),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
