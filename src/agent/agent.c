@@ -14,6 +14,7 @@
 #include "log.h"
 #include "memread.h"
 #include "nft.h"
+#include "synhold.h"
 #include "podinit.h"
 #include "util.h"
 
@@ -302,9 +303,24 @@ static cJSON *op_checkpoint(struct agent *a, const cJSON *req)
 	struct myce_ckpt_result res;
 	_cleanup_error_ struct myce_error *e = NULL;
 	_cleanup_json_ cJSON *tree = tree_list(a->app_pid);
+	/* Connections in their handshake or in a listen backlog are not
+	 * dumped (their clients would get a reset after the restore): hold new
+	 * SYNs off and let the application accept what is queued, briefly. */
+	_cleanup_error_ struct myce_error *he = NULL;
+	int pending = -1;
+	if (myce_synhold_begin(&he) == 0)
+		pending = myce_synhold_drain(100);
+	else
+		log_warn("pod %ld: holding new connections: %s", a->pod_id, myce_error_msg(he));
+	if (pending > 0)
+		log_warn("pod %ld: %d connection(s) still in their handshake at the dump", a->pod_id, pending);
 	criu_window(a, true);
 	int rc = myce_ckpt_dump(a->app_pid, imgdir, &res, &e);
 	criu_window(a, false);
+	/* Success: CRIU's network lock holds everything until the pod is
+	 * gone.  Failure: the application runs on and takes connections. */
+	myce_synhold_end();
+	cJSON_AddNumberToObject(r, "in_flight_at_dump", pending);
 	cJSON_AddBoolToObject(r, "ok", rc == 0);
 	cJSON_AddNumberToObject(r, "start_wall_us", (double)res.start_wall_us);
 	cJSON_AddNumberToObject(r, "end_wall_us", (double)res.end_wall_us);
