@@ -573,12 +573,13 @@ clean_host() {
             done
             for c in "${KUBE_CHAINS[@]}"; do
                 if nft list chain "$fam" "$t" "$c" >/dev/null 2>&1; then
-                    nft flush chain "$fam" "$t" "$c" && nft delete chain "$fam" "$t" "$c" || true
+                    nft flush chain "$fam" "$t" "$c" || true
+                    nft delete chain "$fam" "$t" "$c" || true
                 fi
             done
             # A table the kubelet made (iptables-nft) goes if nothing is left in it.
             if ! existed_before "table $fam $t" &&
-                [[ -z $(nft -a list table "$fam" "$t" | grep '# handle' | grep -vE '^\s*(table|chain) ') ]]; then
+                ! nft -a list table "$fam" "$t" | grep '# handle' | grep -qvE '^\s*(table|chain) '; then
                 nft delete table "$fam" "$t" || true
             fi
         done

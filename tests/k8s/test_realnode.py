@@ -143,3 +143,15 @@ def test_a_deployment_pod_runs_on_the_real_node_and_becomes_ready(realnode, kube
     kubectl.run("-n", namespace, "delete", "deployment", "web", "--wait=false")
     wait_until(lambda: not kubectl.json("-n", namespace, "get", "pods", "-l", "app=web")["items"], 60,
                "the pod gone after its Deployment was deleted")
+
+
+def test_up_and_down_refuse_without_the_session_lock(realnode, kubectl, tmp_path):
+    """Another session (not holding the lock) changes nothing of this node."""
+    before = (STATE / "pids" / "kubelet").read_text()
+    env = dict(os.environ, MYCE_K8S_LOCK=str(tmp_path / "not-held.lock"))
+    (tmp_path / "not-held.lock").touch()
+    for cmd in ("up", "down"):
+        p = subprocess.run(["bash", str(SCRIPT), cmd], capture_output=True, text=True, env=env, timeout=60)
+        assert p.returncode != 0 and "flock" in p.stderr, p.stdout + p.stderr
+    assert (STATE / "pids" / "kubelet").read_text() == before
+    assert subprocess.run(["bash", str(SCRIPT), "status"], capture_output=True).returncode == 0
