@@ -348,6 +348,9 @@ make_pki() {
     # The client identities RBAC's bootstrap policy knows.
     cert kube-controller-manager "/CN=system:kube-controller-manager" "$client"
     cert kube-scheduler "/CN=system:kube-scheduler" "$client"
+    # The apiserver's client identity towards kubelets (logs, exec,
+    # port-forward on a real node: scripts/k8s-realnode.sh).
+    cert apiserver-kubelet-client "/CN=kube-apiserver-kubelet-client/O=system:masters" "$client"
     # The aggregation layer's request-header authentication (front proxy):
     # its own CA, as kubeadm does.  The apiserver publishes it in
     # kube-system/extension-apiserver-authentication, where the
@@ -473,7 +476,10 @@ cmd_up() {
         --requestheader-allowed-names=front-proxy-client \
         --requestheader-username-headers=X-Remote-User --requestheader-group-headers=X-Remote-Group \
         --requestheader-extra-headers-prefix=X-Remote-Extra- \
-        --proxy-client-cert-file="$pki/front-proxy-client.crt" --proxy-client-key-file="$pki/front-proxy-client.key"
+        --proxy-client-cert-file="$pki/front-proxy-client.crt" --proxy-client-key-file="$pki/front-proxy-client.key" \
+        --kubelet-client-certificate="$pki/apiserver-kubelet-client.crt" \
+        --kubelet-client-key="$pki/apiserver-kubelet-client.key" \
+        --kubelet-preferred-address-types=InternalIP,Hostname
     wait_ready kube-apiserver
 
     start_component kube-controller-manager "${k8s_common[@]}" \

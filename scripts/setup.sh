@@ -27,6 +27,9 @@ APT_PACKAGES=(
     # the Kubernetes-mode test control plane (scripts/k8s-controlplane.sh;
     # it also needs Go >= the version in k8s/controlplane/go.mod, not from apt)
     openssl curl
+    # a real kubelet node for it (scripts/k8s-realnode.sh): the runtime, CNI
+    # plugins, and the static busybox its local image is made of
+    containerd runc containernetworking-plugins busybox-static
     # CRIU build dependencies (only `make criu` + libcriu: no asciidoc/xmlto)
     libprotobuf-c-dev protobuf-c-compiler protobuf-compiler libprotobuf-dev
     libnl-3-dev libnet1-dev libcap-dev libbsd-dev libgnutls28-dev libaio-dev
