@@ -20,7 +20,7 @@
 #
 # Everything is its own: state in /run/mycedrive-k8s-node (containerd's root,
 # state and socket, the kubelet's root dir, pod logs, CNI config and IPAM
-# state), the bridge myce-rn0 with 10.79.0.0/24, the cgroup subtree
+# state), the bridge mycrn0 with 10.79.0.0/24, the cgroup subtree
 # /mycedrive-k8s-node in every hierarchy.  It does not use /run/containerd's
 # socket or /var/lib/kubelet.  The Node is tainted mycedrive.io/realnode so
 # that other tests' pods are not scheduled onto it.
@@ -47,7 +47,7 @@ TIMEOUT=${MYCE_K8S_TIMEOUT:-120}
 LAST_LOGS=${MYCE_K8S_NODE_LAST_LOGS:-/tmp/mycedrive-k8s-node-last-logs}
 RUNC=${MYCE_K8S_NODE_RUNC:-$(command -v runc || echo /usr/sbin/runc)}
 
-BRIDGE=myce-rn0
+BRIDGE=mycrn0
 POD_CIDR=10.79.0.0/24
 NODE_IP=10.79.0.1                # the bridge's address: the Node's InternalIP
 KUBELET_PORT=16250               # clear of the default 10250

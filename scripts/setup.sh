@@ -27,9 +27,10 @@ APT_PACKAGES=(
     # the Kubernetes-mode test control plane (scripts/k8s-controlplane.sh;
     # it also needs Go >= the version in k8s/controlplane/go.mod, not from apt)
     openssl curl
-    # a real kubelet node for it (scripts/k8s-realnode.sh): the runtime, CNI
-    # plugins, and the static busybox its local image is made of
-    containerd runc containernetworking-plugins busybox-static
+    # a real kubelet node for it (scripts/k8s-realnode.sh): CNI plugins (the
+    # runtime and the static busybox are added below unless they would
+    # replace what the machine has)
+    containernetworking-plugins
     # CRIU build dependencies (only `make criu` + libcriu: no asciidoc/xmlto)
     libprotobuf-c-dev protobuf-c-compiler protobuf-compiler libprotobuf-dev
     libnl-3-dev libnet1-dev libcap-dev libbsd-dev libgnutls28-dev libaio-dev
@@ -37,6 +38,14 @@ APT_PACKAGES=(
 )
 # Packages whose install may start a daemon through `service`.
 DAEMON_PACKAGES=(redis-server mosquitto memcached)
+
+# The real kubelet node's runtime and image (scripts/k8s-realnode.sh), only
+# where installing them replaces nothing: Debian's containerd conflicts with
+# Docker's containerd.io, busybox-static with busybox.  Without them the
+# real-node tests skip and say why.
+pkg_installed() { dpkg-query -W -f='${Status}' "$1" 2>/dev/null | grep -q "install ok installed"; }
+pkg_installed containerd.io || APT_PACKAGES+=(containerd runc)
+pkg_installed busybox || APT_PACKAGES+=(busybox-static)
 
 CRIU_MIN_VERSION=4.2
 CRIU_PREFIX=${MYCE_CRIU_PREFIX:-/opt/mycedrive/criu}

@@ -31,7 +31,7 @@ NENV = node_env()
 NODE = NENV["MYCE_K8S_NODE_NAME"]
 STATE = Path(NENV["MYCE_K8S_NODE_STATE_DIR"])
 KUBELET = NENV["MYCE_K8S_NODE_KUBELET"]
-BRIDGE = "myce-rn0"
+BRIDGE = "mycrn0"
 POD_NET = ipaddress.ip_network("10.79.0.0/24")
 
 
