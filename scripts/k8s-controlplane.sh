@@ -60,8 +60,11 @@ BINARIES=("${COMPONENTS[@]}" kubectl)
 
 say() { echo "k8s-controlplane: $*"; }
 die() { echo "k8s-controlplane: ERROR: $*" >&2; exit 1; }
-now() { date +%s.%N; }
-elapsed() { awk -v a="$1" -v b="$(now)" 'BEGIN { printf "%.1f", b - a }'; }
+# shellcheck source=k8s-procs.sh
+. "$(dirname "${BASH_SOURCE[0]}")/k8s-procs.sh"
+# A component of the control plane: its binary is $BIN_DIR/<name>.
+start_component() { local name=$1; shift; start_proc "$name" "$BIN_DIR/$name" "$@"; }
+stop_component() { stop_proc "$1"; }
 
 # --- the pinned inputs -------------------------------------------------------
 
@@ -197,21 +200,6 @@ cmd_build() {
 
 # Succeeds when a process holding an exclusive flock on $LOCK is this process
 # or one of its ancestors (the caller's session), per /proc/locks.
-lock_held_by_caller() {
-    [[ -e $LOCK ]] || return 1
-    local ino holders pid p
-    ino=$(stat -c %i "$LOCK")
-    holders=$(awk -v ino="$ino" '$2 == "FLOCK" && $4 == "WRITE" {
-                  n = split($6, f, ":"); if (f[n] == ino) print $5 }' /proc/locks)
-    for pid in $holders; do
-        p=$$
-        while [[ -n $p && $p != 0 ]]; do
-            [[ $p == "$pid" ]] && return 0
-            p=$(awk '{ print $4 }' "/proc/$p/stat" 2>/dev/null || true)
-        done
-    done
-    return 1
-}
 
 require_lock() {
     lock_held_by_caller ||
@@ -220,54 +208,13 @@ require_lock() {
 
 # --- processes ---------------------------------------------------------------
 
-pid_file() { echo "$STATE/pids/$1"; }
 
 # pid_alive NAME: the recorded process of NAME still runs (same PID, same
 # start time, same executable), so a recycled PID is never taken for it.
-pid_alive() {
-    local f pid start exe
-    f=$(pid_file "$1")
-    [[ -f $f ]] || return 1
-    read -r pid start exe <"$f" || return 1
-    [[ -r /proc/$pid/stat ]] || return 1
-    [[ $(proc_start "$pid") == "$start" ]] || return 1
-    [[ $(readlink "/proc/$pid/exe" 2>/dev/null) == "$exe" ]] || return 1
-    echo "$pid"
-}
 
 # Field 22 of /proc/PID/stat (after the parenthesised command name).
-proc_start() { sed 's/^.*) //' "/proc/$1/stat" 2>/dev/null | awk '{ print $20 }'; }
 
-start_component() {
-    local name=$1
-    shift
-    local exe=$BIN_DIR/$name pid
-    # setsid: its own session, so a signal to the caller's terminal or process
-    # group does not reach it; `down` stops it by the recorded PID.
-    setsid "$exe" "$@" </dev/null >"$STATE/logs/$name.log" 2>&1 &
-    pid=$!
-    echo "$pid $(proc_start "$pid") $exe" >"$(pid_file "$name")"
-}
 
-stop_component() {
-    local name=$1 pid i
-    if pid=$(pid_alive "$name"); then
-        kill -TERM "$pid" 2>/dev/null || true
-        for ((i = 0; i < 300; i++)); do
-            pid_alive "$name" >/dev/null || break
-            sleep 0.05
-        done
-        if pid=$(pid_alive "$name"); then
-            say "$name ($pid) did not stop on SIGTERM within 15 s; SIGKILL"
-            kill -KILL "$pid" 2>/dev/null || true
-            for ((i = 0; i < 100; i++)); do
-                pid_alive "$name" >/dev/null || break
-                sleep 0.05
-            done
-        fi
-    fi
-    rm -f "$(pid_file "$name")"
-}
 
 # --- health ------------------------------------------------------------------
 
