@@ -462,12 +462,7 @@ stop_all() {
     for ((i = ${#COMPONENTS[@]} - 1; i >= 0; i--)); do
         stop_component "${COMPONENTS[i]}"
     done
-    # The logs outlive the state, for a post-mortem of the last session.
-    if [[ -d $STATE/logs ]]; then
-        rm -rf "$LAST_LOGS"
-        cp -r "$STATE/logs" "$LAST_LOGS" 2>/dev/null || true
-    fi
-    rm -rf "$STATE"
+    remove_state
 }
 
 cmd_down() {

@@ -64,3 +64,13 @@ stop_proc() {
     fi
     rm -f "$(pid_file "$name")"
 }
+
+# Removes $STATE, keeping its logs in $LAST_LOGS for a post-mortem of the
+# last session.
+remove_state() {
+    if [[ -d $STATE/logs ]]; then
+        rm -rf "$LAST_LOGS"
+        cp -r "$STATE/logs" "$LAST_LOGS" 2>/dev/null || true
+    fi
+    rm -rf "$STATE"
+}

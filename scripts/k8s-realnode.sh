@@ -556,11 +556,7 @@ stop_all() {
     remove_cgroups
     clean_host
     restore_sysctls
-    if [[ -d $STATE/logs ]]; then
-        rm -rf "$LAST_LOGS"
-        cp -r "$STATE/logs" "$LAST_LOGS" 2>/dev/null || true
-    fi
-    rm -rf "$STATE"
+    remove_state
 }
 
 cmd_down() {
